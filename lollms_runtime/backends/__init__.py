@@ -1,0 +1,1 @@
+"""Model backends: the contracts in :mod:`.base`, implementations registered by plugins."""
