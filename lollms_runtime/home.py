@@ -1,0 +1,33 @@
+"""Where the runtime keeps its files: ``$LOLLMS_HOME`` (default ``~/.lollms-runtime``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    """The runtime's home folder, created on first use."""
+    raw = os.environ.get("LOLLMS_HOME")
+    path = Path(raw).expanduser() if raw else Path.home() / ".lollms-runtime"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def models_dir() -> Path:
+    """Converted and downloaded models (e.g. GGUF files converted to MLX folders)."""
+    path = home() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_path() -> Path:
+    """The SQLite file holding discussions."""
+    return home() / "discussions.sqlite3"
+
+
+def artifacts_dir() -> Path:
+    """Images and other files produced by turns, one sub-folder per discussion."""
+    path = home() / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
