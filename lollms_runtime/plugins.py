@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import traceback
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -114,15 +114,6 @@ class PluginHost:
         self.pm = pm if pm is not None else get_plugin_manager()
         self.failures: list[PluginFailure] = getattr(self.pm, "lollms_failures", [])
 
-    def _collect(self, hook_name: str, accept: Callable[[Any], None]) -> None:
-        """Call each implementation on its own so that one misbehaving plugin spoils only itself."""
-        caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # pluggy calls last-registered first
-            try:
-                impl.function(accept)
-            except Exception as exc:
-                self.failures.append(_failure(impl.plugin_name, hook_name, exc))
-
     @cached_property
     def step_kinds(self) -> dict[str, StepKind]:
         return self._collect_named("register_step_kinds", StepKind)
@@ -156,13 +147,14 @@ class PluginHost:
                 self.failures.append(_failure(impl.plugin_name, "register_personalities", exc))
         return found
 
-    def _collect_named(self, hook_name: str, kind: type) -> dict[str, Any]:
+    def _collect_named(self, hook_name: str, kind: type[Any]) -> dict[str, Any]:
         items: dict[str, Any] = {}
 
         def register(item: Any) -> None:
             if not isinstance(item, kind):
                 raise TypeError(f"expected a {kind.__name__}, got {type(item).__name__}")
-            items[item.name] = item  # later registrations (the built-ins) never shadow plugins
+            name: str = item.name
+            items[name] = item  # plugins come after the built-ins, so a plugin may override one
 
         for impl in reversed(self._hookimpls(hook_name)):
             before = dict(items)

@@ -114,9 +114,7 @@ class TextBackend(Protocol):
         """Yield the answer as it is generated; stop strings never leak into the text."""
         ...
 
-    def choose(
-        self, request: GenerationRequest, choices: Sequence[str]
-    ) -> ChoiceResult:
+    def choose(self, request: GenerationRequest, choices: Sequence[str]) -> ChoiceResult:
         """Pick one of ``choices`` as the answer to ``request`` from the model's scores."""
         ...
 

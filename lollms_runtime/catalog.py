@@ -1,0 +1,153 @@
+"""Finding personalities: registered by plugins, in folders given on the command line, or in
+``LOLLMS_PERSONALITIES_PATH``. Listing reads only the identity keys, so it stays fast."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import LollmsError
+from .loader import PERSONALITY_FILE, default_host, load_personality
+from .personality import Personality
+from .plugins import PluginHost
+
+try:
+    from yaml import CSafeLoader as _FastLoader
+except ImportError:  # pragma: no cover
+    from yaml import SafeLoader as _FastLoader  # type: ignore[assignment]
+
+PATH_VARIABLE = "LOLLMS_PERSONALITIES_PATH"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What `lollms list` shows about one personality file (not yet validated)."""
+
+    id: str
+    name: str
+    version: str
+    category: str
+    description: str
+    path: Path
+    origin: str
+    error: str = ""
+
+
+def _folders_in(directory: Path) -> Iterator[Path]:
+    """Personality files in ``directory``: itself, its children and grandchildren (categories)."""
+    if (directory / PERSONALITY_FILE).is_file():
+        yield directory / PERSONALITY_FILE
+        return
+    try:
+        children = sorted(p for p in directory.iterdir() if p.is_dir())
+    except OSError:
+        return
+    for child in children:
+        if (child / PERSONALITY_FILE).is_file():
+            yield child / PERSONALITY_FILE
+            continue
+        try:
+            yield from sorted(child.glob(f"*/{PERSONALITY_FILE}"))
+        except OSError:
+            continue
+
+
+def _summary(path: Path, origin: str) -> Entry:
+    try:
+        data: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=_FastLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Entry("", "", "", "", "", path, origin, f"unreadable: {first}")
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        return Entry("", "", "", "", "", path, origin, "no 'id' key: run `lollms validate` on it")
+    return Entry(
+        id=data["id"],
+        name=str(data.get("name", data["id"])),
+        version=str(data.get("version", "")),
+        category=str(data.get("category", "")),
+        description=str(data.get("description", "")),
+        path=path,
+        origin=origin,
+    )
+
+
+class Catalog:
+    """Every personality visible to this process; the first source of an id wins, later ones conflict."""
+
+    def __init__(
+        self, host: PluginHost | None = None, directories: Iterable[str | Path] = ()
+    ) -> None:
+        self.host = host or default_host()
+        self.entries: list[Entry] = []
+        self.conflicts: list[str] = []
+        self.broken: list[Entry] = []
+        self._loaded: dict[str, Personality] = {}
+        by_id: dict[str, Entry] = {}
+        for path, origin in self._sources(directories):
+            entry = _summary(path, origin)
+            if entry.error:
+                self.broken.append(entry)
+                continue
+            if entry.id in by_id:
+                first = by_id[entry.id]
+                if first.path.resolve() != entry.path.resolve():
+                    self.conflicts.append(
+                        f"personality id '{entry.id}' is defined twice: {first.path} ({first.origin}) "
+                        f"and {entry.path} ({entry.origin}); the first is used — rename one id or "
+                        f"remove one source"
+                    )
+                continue
+            by_id[entry.id] = entry
+            self.entries.append(entry)
+        self.entries.sort(key=lambda e: (e.category.lower(), e.name.lower()))
+        self._by_id = by_id
+
+    def _sources(self, directories: Iterable[str | Path]) -> Iterator[tuple[Path, str]]:
+        for directory in directories:
+            for path in _folders_in(Path(directory)):
+                yield path, f"--personalities {directory}"
+        for directory in filter(None, os.environ.get(PATH_VARIABLE, "").split(os.pathsep)):
+            for path in _folders_in(Path(directory)):
+                yield path, f"{PATH_VARIABLE}"
+        for path, plugin in self.host.personality_sources:
+            if path.is_dir():
+                for found in _folders_in(path):
+                    yield found, f"plugin {plugin}"
+            else:
+                yield path, f"plugin {plugin}"
+
+    def ids(self) -> list[str]:
+        return [e.id for e in self.entries]
+
+    def entry(self, personality_id: str) -> Entry:
+        try:
+            return self._by_id[personality_id]
+        except KeyError:
+            import difflib
+
+            close = difflib.get_close_matches(personality_id, list(self._by_id), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else " See `lollms list`."
+            raise LollmsError(f"no personality with id '{personality_id}'.{hint}") from None
+
+    def get(self, personality_id: str) -> Personality:
+        """The validated personality (loaded once per catalog)."""
+        if personality_id not in self._loaded:
+            entry = self.entry(personality_id)
+            self._loaded[personality_id] = load_personality(
+                entry.path, self.host, origin=entry.origin
+            )
+        return self._loaded[personality_id]
+
+    def resolve(self, id_or_path: str) -> Personality:
+        """A personality by id, or by the path of its file or folder."""
+        if id_or_path in self._by_id:
+            return self.get(id_or_path)
+        candidate = Path(id_or_path)
+        if candidate.exists():
+            return load_personality(candidate, self.host, origin="path")
+        return self.get(id_or_path)
