@@ -252,14 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("schema", cmd_schema, "print the personality JSON Schema (with installed step kinds)")
     p.add_argument("--markdown", action="store_true", help="the format reference in Markdown")
-    for register in EXTRA_COMMANDS:
-        register(sub, common)
+    import importlib
+
+    from .commands import MODULES
+
+    for module in MODULES:
+        importlib.import_module(module).register(sub, common)
     _host().pm.hook.register_commands(subparsers=sub)
     return parser
-
-
-# Built-in commands defined in other modules (engine, app, store) add themselves here.
-EXTRA_COMMANDS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

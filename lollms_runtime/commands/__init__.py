@@ -1,0 +1,8 @@
+"""Built-in CLI commands that live outside cli.py: each module has ``register(subparsers, common)``.
+
+Modules are imported only when the parser is built; their handlers import heavy things lazily.
+"""
+
+from __future__ import annotations
+
+MODULES: tuple[str, ...] = ()
