@@ -1,4 +1,4 @@
-"""PNG artifacts: encoding pixels, saving images with their parameters in PNG text chunks, reading them."""
+"""PNG artifacts: encoding pixels, saving images with their parameters as PNG text, reading them."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _text(value: Any) -> str:
 
 
 def save_png(image: GeneratedImage, folder: Path, stem: str) -> Path:
-    """Write ``folder/stem.png`` with the image's parameters as PNG text (``stem-1`` etc. if taken)."""
+    """Write ``folder/stem.png`` (``stem-1.png``… if taken) with the parameters as PNG text."""
     from PIL import Image, PngImagePlugin
 
     folder.mkdir(parents=True, exist_ok=True)

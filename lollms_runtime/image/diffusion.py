@@ -1,9 +1,9 @@
 """Stable Diffusion (SD 1.x/2.x, SD-Turbo, SDXL, SDXL-Turbo) on MLX, loaded from a diffusers folder.
 
-The networks (CLIP text encoder, UNet, VAE) and their weight-name maps come from ``diffuse-mlx``, the
-packaged copy of Apple's mlx-examples port. Its own loader only knows three Hub ids and its seeding
-is global, so loading from any folder, tokenizing, sampling with per-image keys, progress and
-cancellation live here.
+The networks (CLIP text encoder, UNet, VAE) and their weight-name maps come from
+``diffuse-mlx``, the packaged copy of Apple's mlx-examples port. Its own loader only knows three
+Hub ids and its seeding is global, so loading from any folder, tokenizing, sampling with per-image
+keys, progress and cancellation live here.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _per_block(value: Any, n_blocks: int) -> list[Any]:
 def _load_weights(model: Any, mapper: Any, path: Path, dtype: Any) -> None:
     import mlx.core as mx
 
-    weights = mx.load(str(path))
+    weights: dict[str, Any] = mx.load(str(path))  # type: ignore[assignment]
     pairs: list[tuple[str, Any]] = []
     for key, value in weights.items():
         if key.endswith("position_ids"):  # a buffer older transformers checkpoints saved
@@ -54,7 +54,7 @@ def _load_unet(folder: Path, dtype: Any) -> tuple[Any, dict[str, Any]]:
 
     config = _read_json(folder / "unet" / "config.json")
     n = len(config["block_out_channels"])
-    # diffusers calls the head count "attention_head_dim" in SD configs; newer ones may say it right.
+    # diffusers calls the head count "attention_head_dim" in SD configs; newer ones say it right.
     heads = config.get("num_attention_heads") or config["attention_head_dim"]
     model = UNetModel(
         UNetConfig(
@@ -184,7 +184,7 @@ class Schedule:
         return [(times[i], times[i + 1]) for i in range(steps)]
 
     def step(self, model_out: Any, x_t: Any, t: Any, t_prev: Any, noise: Any | None) -> Any:
-        """One Euler (or Euler ancestral) step from time ``t`` to ``t_prev``; x is variance-preserving."""
+        """One Euler (ancestral) step from time ``t`` to ``t_prev``; x is variance-preserving."""
         sigma = self.sigma(t).astype(x_t.dtype)
         sigma_prev = self.sigma(t_prev).astype(x_t.dtype)
         eps = model_out
@@ -316,7 +316,7 @@ _PIPELINES_LOCK = threading.Lock()
 
 
 def shared_pipeline(folder: Path, dtype: str) -> DiffusionPipeline:
-    """The pipeline for ``folder`` in ``dtype``, loaded once per process and shared by all callers."""
+    """The pipeline for ``folder`` in ``dtype``, loaded once per process and shared."""
     key = (str(folder.resolve()), dtype)
     with _PIPELINES_LOCK:
         pipeline = _PIPELINES.get(key)

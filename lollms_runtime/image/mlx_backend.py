@@ -1,4 +1,4 @@
-"""The ``mlx-diffusion`` image backend: Stable Diffusion on MLX from a Hugging Face id or a folder."""
+"""The ``mlx-diffusion`` image backend: Stable Diffusion on MLX from a Hugging Face id or folder."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class MLXDiffusionBackend:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def pipeline(self, model: str | None = None) -> Any:
-        """The loaded pipeline for ``model`` (default: this backend's); raises BackendUnavailable."""
+        """The loaded pipeline for ``model`` (default: this backend's) or BackendUnavailable."""
         from .diffusion import default_dtype, shared_pipeline
 
         model_id = model or self.model_id
@@ -91,7 +91,7 @@ class MLXDiffusionBackend:
 
 
 def create_mlx_diffusion(model: str | None = None, **options: Any) -> MLXDiffusionBackend:
-    """Factory for ``ImageBackendFactory(name="mlx-diffusion")``: ``create(model, dtype=..., ...)``."""
+    """Factory of ``mlx-diffusion``: ``create(model, dtype=, allow_download=, distilled=)``."""
     known = {"dtype", "allow_download", "distilled"}
     unknown = sorted(set(options) - known)
     if unknown:

@@ -1,4 +1,4 @@
-"""Finding diffusion models on disk (Hugging Face cache, ``$LOLLMS_HOME/models``) and fetching them."""
+"""Finding diffusion models on disk (Hugging Face cache, ``$LOLLMS_HOME/models``), fetching them."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def missing_files(folder: Path) -> list[str]:
     if (folder / "text_encoder_2").is_dir():
         components.append("text_encoder_2")
         missing += [
-            f"tokenizer_2/{n}" for n in ("vocab.json", "merges.txt")
+            f"tokenizer_2/{n}"
+            for n in ("vocab.json", "merges.txt")
             if not (folder / "tokenizer_2" / n).is_file()
         ]
     for component in components:
@@ -176,7 +177,8 @@ def needed_files(model_id: str, repo_files: Iterable[str] | None = None) -> list
             )
     if "unet/config.json" not in available:
         raise BackendUnavailable(
-            f"{model_id} is not a Stable Diffusion model in the diffusers layout (no unet/config.json)."
+            f"{model_id} is not a Stable Diffusion model in the diffusers layout "
+            "(no unet/config.json)."
         )
     return wanted
 

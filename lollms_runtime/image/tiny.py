@@ -1,4 +1,4 @@
-"""A tiny randomly initialised Stable Diffusion model in the diffusers folder layout (tests, benchmarks).
+"""A tiny random Stable Diffusion model in the diffusers folder layout, for tests and benchmarks.
 
 The networks are built in MLX from small configs, their parameters renamed and reshaped back to the
 names and layouts diffusers writes, and saved as safetensors next to the same config files a real
@@ -132,8 +132,13 @@ def _text_encoder(folder: Path, vocab_size: int, *, projection: int | None) -> N
     hidden = 32
     model = CLIPTextModel(
         CLIPTextModelConfig(
-            num_layers=2, model_dims=hidden, num_heads=2, max_length=77,
-            vocab_size=vocab_size, projection_dim=projection, hidden_act="gelu",
+            num_layers=2,
+            model_dims=hidden,
+            num_heads=2,
+            max_length=77,
+            vocab_size=vocab_size,
+            projection_dim=projection,
+            hidden_act="gelu",
         )
     )
     architecture = "CLIPTextModelWithProjection" if projection else "CLIPTextModel"
@@ -154,7 +159,7 @@ def _text_encoder(folder: Path, vocab_size: int, *, projection: int | None) -> N
 
 
 def build_tiny_model(folder: Path, *, xl: bool = False, seed: int = 0) -> Path:
-    """Write a tiny random SD (or SDXL, with two text encoders) model under ``folder``; returns it."""
+    """Write a tiny random SD (or SDXL: two text encoders) model into ``folder``; returns it."""
     import mlx.core as mx
     from diffuse_mlx.stable_diffusion.config import (  # type: ignore[import-untyped]
         AutoencoderConfig,
@@ -238,8 +243,12 @@ def build_tiny_model(folder: Path, *, xl: bool = False, seed: int = 0) -> Path:
             norm_num_groups=4,
         )
     )
-    _save(folder / "vae", "diffusion_pytorch_model.safetensors", vae_config,
-          _to_diffusers(_flat(vae), vae=True))
+    _save(
+        folder / "vae",
+        "diffusion_pytorch_model.safetensors",
+        vae_config,
+        _to_diffusers(_flat(vae), vae=True),
+    )
 
     scheduler = {
         "_class_name": "EulerAncestralDiscreteScheduler" if xl else "EulerDiscreteScheduler",

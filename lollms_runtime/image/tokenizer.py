@@ -1,7 +1,8 @@
-"""The CLIP byte-level BPE tokenizer used by Stable Diffusion text encoders (vocab.json + merges.txt)."""
+"""The CLIP byte-level BPE tokenizer of Stable Diffusion text encoders (vocab.json, merges.txt)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any
 
 # Same split as transformers' CLIPTokenizer; needs the `regex` module for \p{L} classes.
 _PATTERN = (
-    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d"""
+    r"""|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 )
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
@@ -39,7 +41,7 @@ class ClipTokenizer:
     def __init__(
         self, vocab: dict[str, int], merges: list[tuple[str, str]], pad_token: str = EOS
     ) -> None:
-        import regex
+        import regex  # type: ignore[import-untyped]
 
         self.vocab = vocab
         self.ranks = {pair: rank for rank, pair in enumerate(merges)}
@@ -51,7 +53,7 @@ class ClipTokenizer:
 
     @classmethod
     def from_folder(cls, folder: Path) -> ClipTokenizer:
-        """Read ``vocab.json``, ``merges.txt`` and the pad token of a diffusers ``tokenizer`` folder."""
+        """Read ``vocab.json``, ``merges.txt`` and the pad token of a diffusers tokenizer folder."""
         vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
         lines = (folder / "merges.txt").read_text(encoding="utf-8").strip().split("\n")
         # Like CLIPTokenizer: skip the "#version" header and keep the merges CLIP was trained with.
@@ -65,7 +67,7 @@ class ClipTokenizer:
             return cached
         parts = [*word[:-1], word[-1] + "</w>"]
         while len(parts) > 1:
-            pairs = set(zip(parts, parts[1:], strict=False))
+            pairs = set(itertools.pairwise(parts))
             best = min(pairs, key=lambda pair: self.ranks.get(pair, 1 << 30))
             if best not in self.ranks:
                 break
