@@ -232,7 +232,7 @@ class DiffusionPipeline:
     def fit_size(self, width: int, height: int) -> tuple[int, int]:
         """The nearest size the networks accept (a multiple of ``size_multiple``, at least one)."""
         m = self.size_multiple
-        return max(m, round(width / m) * m), max(m, round(height / m) * m)
+        return max(m, int(width / m + 0.5) * m), max(m, int(height / m + 0.5) * m)
 
     def _conditioning(self, prompt: str, negative: str, guided: bool) -> tuple[Any, Any | None]:
         import mlx.core as mx
