@@ -1,4 +1,4 @@
-"""The MLX diffusion backend on a tiny random model saved in the diffusers layout (real mlx, offline)."""
+"""The MLX diffusion backend on a tiny random model in the diffusers layout (real mlx, offline)."""
 
 from __future__ import annotations
 
