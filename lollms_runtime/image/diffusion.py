@@ -106,7 +106,6 @@ def _load_text_encoder(folder: Path, component: str, dtype: Any) -> tuple[Any, i
 
 def _load_autoencoder(folder: Path) -> tuple[Any, int]:
     import mlx.core as mx
-    from diffuse_mlx.stable_diffusion import model_io
     from diffuse_mlx.stable_diffusion.config import AutoencoderConfig  # type: ignore[import-untyped]
     from diffuse_mlx.stable_diffusion.vae import Autoencoder  # type: ignore[import-untyped]
 
@@ -124,8 +123,28 @@ def _load_autoencoder(folder: Path) -> tuple[Any, int]:
         )
     )
     # Always float32: the SDXL VAE overflows in float16 (Apple's port does the same).
-    _load_weights(model, model_io.map_vae_weights, _weights(folder, "vae"), mx.float32)
+    _load_weights(model, _map_vae, _weights(folder, "vae"), mx.float32)
     return model, 2 ** (len(config["block_out_channels"]) - 1)
+
+
+_OLD_VAE_ATTENTION = (
+    (".query.", ".to_q."),
+    (".key.", ".to_k."),
+    (".value.", ".to_v."),
+    (".proj_attn.", ".to_out.0."),
+)
+
+
+def _map_vae(key: str, value: Any) -> Any:
+    from diffuse_mlx.stable_diffusion import model_io
+
+    # VAE files saved by diffusers < 0.14 name the attention projections query/key/value/proj_attn.
+    if "attentions." in key:
+        for old, new in _OLD_VAE_ATTENTION:
+            key = key.replace(old, new)
+        if value.ndim == 4:  # a 1x1 conv in some old checkpoints: the same matrix
+            value = value.reshape(value.shape[0], value.shape[1])
+    return model_io.map_vae_weights(key, value)
 
 
 def _weights(folder: Path, component: str) -> Path:
