@@ -102,6 +102,7 @@ class StepContext:
         self.step_path = ""
         self.deadline = float("inf")
         self.usage: dict[str, int] = {}
+        self.detail = ""  # what the running step wants the trace to say (branch taken, iterations)
         self.settings = turn.personality.resolve_settings(turn.settings)
         self.base: dict[str, Any] = {
             "message": turn.message,
@@ -137,6 +138,8 @@ class StepContext:
         if key not in body:
             return None
         raw = self.value(body[key])
+        if raw is None or raw == "":
+            return None
         try:
             return kind(raw)
         except (TypeError, ValueError):
@@ -230,7 +233,7 @@ class Engine:
         try:
             pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
             _declare_ids(pipeline, ctx.variables)
-            ctx.streamed_ids = _streamed_ids(pipeline)
+            ctx.streamed_ids = streamed_ids(pipeline)
             yield from ctx.run_steps(pipeline, "pipeline")
             reply = ctx.reply or Reply(text=ctx.last_text or "")
             yield reply
@@ -301,7 +304,8 @@ class Engine:
         ctx.step_id, ctx.step_path = step_id, path
         yield StepStarted(step_id, kind_name, title, path)
         started = time.monotonic()
-        ctx.usage = {}
+        outer_usage, outer_detail = ctx.usage, ctx.detail
+        ctx.usage, ctx.detail = {}, ""
 
         def finished(
             status: Any, output: Any = None, error: str = "", detail: str = ""
@@ -325,6 +329,7 @@ class Engine:
         if when is not None and not ctx.evaluate(when):
             yield finished("skipped", detail=f"when: {when} was false")
             ctx.step_id, ctx.step_path = outer_id, outer_path
+            ctx.usage, ctx.detail = outer_usage, outer_detail
             return None
 
         retries = int(body.get("retries", 0)) if kind.common else 0
@@ -351,12 +356,14 @@ class Engine:
                 if on_error == "continue":
                     yield finished("failed", error=message)
                     ctx.step_id, ctx.step_path = outer_id, outer_path
+                    ctx.usage, ctx.detail = outer_usage, outer_detail
                     return None
                 if on_error == "fallback":
                     output = ctx.value(body.get("fallback", ""))
                     self._store_output(ctx, kind, body, output)
                     yield finished("fallback", output, error=message)
                     ctx.step_id, ctx.step_path = outer_id, outer_path
+                    ctx.usage, ctx.detail = outer_usage, outer_detail
                     return output
                 hint = getattr(exc, "hint", "") or (
                     "set on_error: continue (or fallback) on this step to go on without it"
@@ -366,11 +373,11 @@ class Engine:
             finally:
                 ctx.deadline = float("inf")
         self._store_output(ctx, kind, body, output)
-        detail = str(ctx.variables.pop("__detail__", "") or "")
-        yield finished("ok", output, detail=detail)
+        yield finished("ok", output, detail=ctx.detail)
         result = StepFinished(step_id, kind_name, title, path, "ok", output)
         self._hook("lollms_step_finished", turn=ctx.turn, step=step, result=result)
         ctx.step_id, ctx.step_path = outer_id, outer_path
+        ctx.usage, ctx.detail = outer_usage, outer_detail
         return output
 
     @staticmethod
@@ -431,16 +438,31 @@ def _declare_ids(steps: Sequence[Mapping[str, Any]], variables: dict[str, Any]) 
             variables.setdefault(body["id"], None)
 
 
-def _streamed_ids(steps: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Generate steps whose output the reply shows: their tokens are streamed as the visible draft."""
+def streamed_ids(steps: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Generate steps whose output the reply shows, directly or through post_process, set and call
+    steps: their tokens stream as the visible draft of the answer."""
     import re
 
-    replies = [body for kind, body in _walk(steps) if kind == "reply"]
-    texts = [str(body.get("text", "")) for body in replies]
+    names_in = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)")
+    bodies = list(_walk(steps))
+    replies = [body for kind, body in bodies if kind == "reply"]
     if not replies:
-        generates = [body for kind, body in _walk(steps) if kind == "generate"]
+        generates = [body for kind, body in bodies if kind == "generate"]
         return {str(generates[-1].get("id", ""))} if generates else set()
-    names: set[str] = set()
-    for text in texts:
-        names.update(re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)", text))
-    return names
+    sources: dict[str, set[str]] = {}  # id -> the ids its value is made from
+    for kind, body in bodies:
+        if kind == "post_process" and body.get("id"):
+            sources.setdefault(str(body["id"]), set()).update(
+                names_in.findall(str(body.get("input", "")))
+            )
+        elif kind == "set":
+            for name, value in body.items():
+                sources.setdefault(str(name), set()).update(names_in.findall(str(value)))
+    wanted: set[str] = set()
+    pending = [name for body in replies for name in names_in.findall(str(body.get("text", "")))]
+    while pending:
+        name = pending.pop()
+        if name not in wanted:
+            wanted.add(name)
+            pending.extend(sources.get(name, ()))
+    return wanted

@@ -177,7 +177,7 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
                 key=True,
             )
         ]
-    _normalize(data)
+    _normalize(data, frozenset(host.step_kinds))
     errors = list(_validator_for(host).iter_errors(data))
     problems: list[Problem] = []
     if not errors:
@@ -210,14 +210,21 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     return problems
 
 
-def _normalize(data: dict[str, Any]) -> None:
+def _normalize(data: dict[str, Any], kinds: frozenset[str]) -> None:
     """Accept the short forms: ``- reply`` and ``- reply:`` (no options), and ops written as names."""
+
+    def is_steps(items: list[Any]) -> bool:
+        return all(
+            (isinstance(v, str) and v in kinds)
+            or (isinstance(v, dict) and len(v) == 1 and next(iter(v)) in kinds)
+            for v in items
+        )
 
     def steps(items: Any) -> None:
         if not isinstance(items, list):
             return
         for i, step in enumerate(items):
-            if isinstance(step, str):
+            if isinstance(step, str) and step in kinds:
                 items[i] = step = {step: {}}
             if isinstance(step, dict) and len(step) == 1:
                 ((kind, body),) = step.items()
@@ -232,17 +239,21 @@ def _normalize(data: dict[str, Any]) -> None:
                             nested(value)
 
     def nested(value: Any) -> None:
-        if isinstance(value, list) and value and all(isinstance(v, dict | str) for v in value):
+        if isinstance(value, list) and value and is_steps(value):
             steps(value)
+        elif isinstance(value, list):
+            for item in value:  # elif branches: {if/ask, then}
+                if isinstance(item, dict) and isinstance(item.get("then"), list):
+                    steps(item["then"])
         elif isinstance(value, dict):
             for v in value.values():
                 nested(v)
 
     steps(data.get("pipeline"))
-    for sub in (
-        (data.get("pipelines") or {}).values() if isinstance(data.get("pipelines"), dict) else ()
-    ):
-        steps(sub)
+    pipelines = data.get("pipelines")
+    if isinstance(pipelines, dict):
+        for sub in pipelines.values():
+            steps(sub)
 
 
 def _hint(schema: Mapping[str, Any]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import ChatMessage, GenerationRequest, ImageRequest
-from ..engine import Cancelled, StepContext, StepError, StepGen, Turn
+from ..engine import Cancelled, StepContext, StepError, StepGen, Turn, streamed_ids
 from ..events import ImageProduced, Progress, Reply, Token
 
 INT_OPTIONS = ("top_k", "max_tokens", "seed")
@@ -126,11 +126,11 @@ def run_condition(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
             details.append(detail)
             if holds:
                 label = "then" if index == 0 else f"elif[{index - 1}]"
-                ctx.variables["__detail__"] = "; ".join(details) + f" => {label}"
+                ctx.detail = "; ".join(details) + f" => {label}"
                 where = f"{path}.then" if index == 0 else f"{path}.elif[{index - 1}].then"
                 yield from ctx.run_steps(branch["then"], where)
                 return label
-        ctx.variables["__detail__"] = "; ".join(details) + " => else"
+        ctx.detail = "; ".join(details) + " => else"
         yield from ctx.run_steps(body.get("else", ()), f"{path}.else")
         return "else"
     if "switch" in body:
@@ -144,10 +144,10 @@ def run_condition(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         detail = f"asked {question!r}: {key} (p={probability:.2f})"
     cases = body.get("cases", {})
     if key in cases:
-        ctx.variables["__detail__"] = f"{detail} => case {key}"
+        ctx.detail = f"{detail} => case {key}"
         yield from ctx.run_steps(cases[key], f"{path}.cases.{key}")
     else:
-        ctx.variables["__detail__"] = f"{detail} => default"
+        ctx.detail = f"{detail} => default"
         yield from ctx.run_steps(body.get("default", ()), f"{path}.default")
     return key
 
@@ -259,9 +259,7 @@ def run_loop(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     while iterations < cap and ("while" not in body or ctx.evaluate(body["while"])):
         output = yield from ctx.run_steps(body["steps"], f"{ctx.step_path}.loop.steps")
         iterations += 1
-    ctx.variables["__detail__"] = f"{iterations} iteration(s)" + (
-        " (cap reached)" if iterations == cap else ""
-    )
+    ctx.detail = f"{iterations} iteration(s)" + (" (cap reached)" if iterations == cap else "")
     return output
 
 
@@ -278,7 +276,7 @@ def run_for_each(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         ctx.variables["loop_index"] = index
         outputs.append((yield from ctx.run_steps(body["steps"], f"{ctx.step_path}.for_each.steps")))
     skipped = len(items) - min(len(items), cap)
-    ctx.variables["__detail__"] = f"{min(len(items), cap)} item(s)" + (
+    ctx.detail = f"{min(len(items), cap)} item(s)" + (
         f", {skipped} over the cap skipped" if skipped else ""
     )
     return outputs
@@ -306,6 +304,8 @@ def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         child = StepContext(ctx.engine, turn, ctx.depth + 1)
         child.counters = ctx.counters
         child.variables.update(ctx.variables)
+        if ctx.step_id in ctx.streamed_ids:
+            child.streamed_ids = streamed_ids(steps)
         output = yield from child.run_steps(steps, f"pipelines.{name}")
         return child.reply.text if child.reply else (child.last_text if output is None else output)
     resolve = ctx.engine.resolve_personality

@@ -1,0 +1,144 @@
+"""`lollms run ID "message"`: one turn from the command line, streamed, with an optional trace."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import LollmsError
+
+
+def _parse_settings(pairs: list[str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise LollmsError(f"--set expects NAME=VALUE, got {pair!r}")
+        settings[name.strip()] = value
+    return settings
+
+
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in (
+            ("temperature", args.temperature),
+            ("max_tokens", args.max_tokens),
+            ("seed", args.seed),
+        )
+        if v is not None
+    }
+
+
+def _event_json(event: Any) -> str:
+    data = asdict(event)
+    data["event"] = type(event).__name__
+    return json.dumps(data, default=str)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..events import Done, ImageProduced, Reply, StepFinished, StepStarted, Token, TurnError
+    from ..runtime import Runtime
+
+    runtime = Runtime(personalities=args.personalities, model=args.model)
+    cancel = threading.Event()
+    out, err = sys.stdout, sys.stderr
+    streamed: list[str] = []
+    failed = False
+    events = runtime.run(
+        args.id,
+        args.message,
+        settings=_parse_settings(args.set),
+        sampling=_sampling(args),
+        cancel=cancel,
+    )
+    try:
+        for event in events:
+            if args.json:
+                print(_event_json(event), flush=True)
+                failed = failed or isinstance(event, TurnError)
+                continue
+            if isinstance(event, Token) and event.visible and not args.no_stream:
+                streamed.append(event.text)
+                out.write(event.text)
+                out.flush()
+            elif isinstance(event, StepStarted) and args.trace:
+                print(f"\n▶ {event.kind} {event.title}  [{event.path}]", file=err, flush=True)
+            elif isinstance(event, StepFinished) and args.trace:
+                tokens = f", {event.generation_tokens} tokens" if event.generation_tokens else ""
+                line = f"{'✓' if event.status == 'ok' else '•'} {event.title}: {event.status} ({event.duration:.2f}s{tokens})"
+                if event.detail:
+                    line += f" — {event.detail}"
+                if event.error:
+                    line += f" — {event.error}"
+                print(line, file=err, flush=True)
+                if event.output is not None and event.kind not in ("reply",):
+                    shown = (
+                        event.output
+                        if isinstance(event.output, str)
+                        else json.dumps(event.output, default=str)
+                    )
+                    print("  " + shown[:500].replace("\n", "\n  "), file=err, flush=True)
+            elif isinstance(event, ImageProduced):
+                print(f"\n[image] {event.path}", file=err, flush=True)
+            elif isinstance(event, Reply):
+                final = event.text
+                if args.no_stream or not streamed:
+                    out.write(final)
+                elif "".join(streamed).strip() != final:
+                    # The pipeline post-processed the streamed draft: show what the reply really is.
+                    out.write(f"\n\n--- reply ---\n{final}")
+                for image in event.images:
+                    out.write(f"\n[image] {Path(image)}")
+                out.write("\n")
+            elif isinstance(event, TurnError):
+                failed = True
+                print(f"\nerror: {event.message}", file=err)
+                if event.hint:
+                    print(f"hint: {event.hint}", file=err)
+            elif isinstance(event, Done) and args.trace:
+                print(
+                    f"\n{event.status}: {event.steps} steps, {event.generation_tokens} tokens, "
+                    f"{event.duration:.2f}s",
+                    file=err,
+                )
+    except KeyboardInterrupt:
+        cancel.set()
+        for _ in events:  # let the turn wind down and save what it has
+            pass
+        print("\n(cancelled)", file=err)
+        return 130
+    return 1 if failed else 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run one turn of a personality",
+        description="Run one turn: the answer streams to stdout; --trace shows each step on stderr.",
+    )
+    p.add_argument("id", help="personality id, or the path of its file or folder")
+    p.add_argument("message", help="the user's message")
+    p.add_argument(
+        "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a personality setting (repeatable)",
+    )
+    p.add_argument("--temperature", type=float, help="override the sampling temperature")
+    p.add_argument("--max-tokens", type=int, help="override max tokens per generate step")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--trace", action="store_true", help="show each step (stderr)")
+    p.add_argument("--no-stream", action="store_true", help="print only the final reply")
+    p.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    p.set_defaults(handler=cmd_run)
