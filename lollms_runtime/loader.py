@@ -181,7 +181,9 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     errors = list(_validator_for(host).iter_errors(data))
     problems: list[Problem] = []
     if not errors:
-        return problems
+        from .checks import check_pipeline
+
+        return check_pipeline(doc, host)
     first = best_match(errors)
     ordered = [
         first,
