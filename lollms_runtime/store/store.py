@@ -54,7 +54,8 @@ class _Answer:
     discussion_id: str
     pending: list[str] = field(default_factory=list)
     pending_chars: int = 0
-    last_flush: float = field(default_factory=time.monotonic)
+    # The first text of an answer is written at once (readers see it start), then in batches.
+    last_flush: float = float("-inf")
 
 
 class Store:
@@ -658,7 +659,8 @@ class Store:
         ):
             raise UnsafePathError(f"refusing artifact path {raw!r}: not a plain relative path")
         full = (self.root / pure).resolve()
-        if not full.is_relative_to(self.artifacts_root.resolve()):
+        inside = self.artifacts_root.resolve()
+        if full == inside or not full.is_relative_to(inside):
             raise UnsafePathError(
                 f"refusing artifact path {raw!r}: it resolves outside {self.artifacts_root}"
             )
