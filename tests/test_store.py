@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,10 @@ from lollms_runtime.store import NotFoundError, Store, StoreError, UnsafePathErr
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     monkeypatch.setenv("LOLLMS_HOME", str(tmp_path / "home"))
     with Store(tmp_path / "db" / "discussions.sqlite3") as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 def test_default_path_is_under_lollms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +60,11 @@ def test_messages_chain_under_the_leaf_and_thread_is_root_to_leaf(store: Store) 
     thread = store.thread(d.id)
     assert [m.content for m in thread] == ["sys", "hello", "hi"]
     assert thread[1].sampling == {"temperature": 0.2}
-    assert (thread[2].model, thread[2].metadata, thread[2].status) == ("m1", {"k": [1, 2]}, "complete")
+    assert (thread[2].model, thread[2].metadata, thread[2].status) == (
+        "m1",
+        {"k": [1, 2]},
+        "complete",
+    )
     assert [m.content for m in store.thread(d.id, leaf_id=user.id)] == ["sys", "hello"]
 
 
@@ -146,7 +151,11 @@ def test_failed_and_cancelled_answers_keep_error_and_close_running_steps(store: 
     store.append_answer(failing, "partial")
     step = store.add_step(failing, "generate", step_id="description")
     msg = store.finish_answer(failing, "error", error="model crashed: out of memory")
-    assert (msg.status, msg.content, msg.error) == ("error", "partial", "model crashed: out of memory")
+    assert (msg.status, msg.content, msg.error) == (
+        "error",
+        "partial",
+        "model crashed: out of memory",
+    )
     assert store.steps(failing)[0].status == "interrupted"
     cancelled = store.begin_answer(d.id)
     store.add_step(cancelled, "generate")
@@ -173,7 +182,11 @@ def test_steps_are_ordered_and_updated(store: Store) -> None:
     steps = store.steps(answer)
     assert [s.step_id for s in steps] == ["description", "artwork"]
     assert steps[0].output == {"text": "a red fox", "path": "x.png"}
-    assert (steps[0].duration_s, steps[0].prompt_tokens, steps[0].generation_tokens) == (1.25, 30, 12)
+    assert (steps[0].duration_s, steps[0].prompt_tokens, steps[0].generation_tokens) == (
+        1.25,
+        30,
+        12,
+    )
     assert (steps[1].status, steps[1].error) == ("error", "no image backend: install one")
     with pytest.raises(StoreError, match="unknown step status 'done'"):
         store.update_step(first.n, status="done")  # type: ignore[arg-type]
@@ -223,9 +236,12 @@ def test_search_follows_edits_and_deletes(store: Store) -> None:
     store.delete_message(m.id)
     assert store.list_discussions("zebra") == []
     assert store.list_discussions("okapi") == []
-    assert store._conn.execute(
-        "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')"
-    ).fetchall() == []
+    assert (
+        store._conn.execute(
+            "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')"
+        ).fetchall()
+        == []
+    )
 
 
 def test_delete_message_removes_its_subtree_and_moves_the_leaf(store: Store) -> None:
@@ -264,7 +280,13 @@ def test_delete_discussion_cascades_and_removes_its_artifact_folder(store: Store
         table: store._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
         for table in ("discussions", "messages", "steps", "artifacts", "messages_fts")
     }
-    assert counts == {"discussions": 1, "messages": 1, "steps": 0, "artifacts": 0, "messages_fts": 1}
+    assert counts == {
+        "discussions": 1,
+        "messages": 1,
+        "steps": 0,
+        "artifacts": 0,
+        "messages_fts": 1,
+    }
     assert store.get_message(kept.id).content == "keep me"
     assert store.get_settings("p") == {"paint": True}  # settings belong to the personality
     with pytest.raises(NotFoundError):

@@ -79,7 +79,8 @@ PRAGMA user_version = 1;
 """
 
 V1_DATA = """
-INSERT INTO discussions VALUES ('d0000001', 'Old art talk', 'gpt_for_art', 'smollm2', NULL, 1.0, 5.0);
+INSERT INTO discussions VALUES
+    ('d0000001', 'Old art talk', 'gpt_for_art', 'smollm2', NULL, 1.0, 5.0);
 INSERT INTO messages (n, id, discussion_id, parent_id, role, content, status, created_at,
     updated_at, model, sampling, error, metadata, writer) VALUES
     (1, 'm0000001', 'd0000001', NULL, 'user', 'Imagine a lighthouse in the fog', 'complete',

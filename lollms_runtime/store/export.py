@@ -69,9 +69,10 @@ def render_markdown(
             lines.append("<details><summary>Steps</summary>")
             lines.append("")
             for step in answer_steps:
-                name = step.title or step.step_id or step.kind
+                name = step.title or step.step_id
+                label = f"`{step.kind}` {name}" if name else f"`{step.kind}`"
                 extra = f", {step.duration_s:.2f} s" if step.duration_s is not None else ""
-                lines.append(f"- `{step.kind}` {name}: {step.status}{extra}")
+                lines.append(f"- {label}: {step.status}{extra}")
             lines.append("")
             lines.append("</details>")
             lines.append("")
