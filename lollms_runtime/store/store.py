@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import codec, export
+from . import codec, export, importer
 from .errors import NotFoundError, StoreError, UnsafePathError
 from .liveness import WriterLock, writer_alive
 from .models import (
@@ -252,9 +252,7 @@ class Store:
                     (discussion_id,),
                 )
                 c.execute("DELETE FROM discussions WHERE id = ?", (discussion_id,))
-            folder = self.artifacts_root / discussion_id
-            if _ID.match(discussion_id) and folder.is_dir() and not folder.is_symlink():
-                shutil.rmtree(folder, ignore_errors=True)
+            self._remove_folder(discussion_id)
 
     # -- messages and branches --------------------------------------------------------------------
 
@@ -439,12 +437,17 @@ class Store:
             answer.pending.append(text_delta)
             answer.pending_chars += len(text_delta)
             now = time.monotonic()
-            if answer.pending_chars >= self.flush_chars or now - answer.last_flush >= (
-                self.flush_interval
-            ):
-                self._flush(message_id, answer)
-            else:
-                self._arm_timer(answer.last_flush + self.flush_interval - now)
+            due = answer.last_flush + self.flush_interval
+            if answer.pending_chars >= self.flush_chars or now >= due:
+                try:
+                    self._flush(message_id, answer)
+                    return
+                except sqlite3.OperationalError as exc:
+                    # Another process held the file past busy_timeout: the text stays pending
+                    # and the timer retries, rather than failing the generation.
+                    log.warning("could not save streamed text yet: %s", exc)
+                    due = now + self.flush_interval
+            self._arm_timer(due - now)
 
     def finish_answer(
         self,
@@ -717,81 +720,14 @@ class Store:
         when given; otherwise only their records come in.
         """
         parsed = export.parse_json(data)
-        new_discussion = codec.new_id(10)
-        ids = {m.id: codec.new_id() for m in parsed.messages}
-        folder = self.artifacts_root / new_discussion
-        now = time.time()
-        with self._write() as c:
-            d = parsed.discussion
-            c.execute(
-                "INSERT INTO discussions (id, title, personality_id, model, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (new_discussion, d.title, d.personality_id, d.model, d.created_at, now),
-            )
-            for m in parsed.messages:
-                c.execute(
-                    "INSERT INTO messages (id, discussion_id, parent_id, role, content, status,"
-                    " created_at, updated_at, model, sampling, error, metadata)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ids[m.id],
-                        new_discussion,
-                        ids[m.parent_id] if m.parent_id else None,
-                        m.role,
-                        m.content,
-                        m.status,
-                        m.created_at,
-                        m.updated_at,
-                        m.model,
-                        None if m.sampling is None else codec.dumps(m.sampling),
-                        m.error,
-                        codec.dumps(m.metadata),
-                    ),
-                )
-                for s in parsed.steps.get(m.id, []):
-                    c.execute(
-                        "INSERT INTO steps (message_id, position, step_id, kind, title, output,"
-                        " status, duration_s, prompt_tokens, generation_tokens, error)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            ids[m.id],
-                            s.position,
-                            s.step_id,
-                            s.kind,
-                            s.title,
-                            None if s.output is None else codec.dumps(s.output),
-                            s.status,
-                            s.duration_s,
-                            s.prompt_tokens,
-                            s.generation_tokens,
-                            s.error,
-                        ),
-                    )
-                for a in parsed.artifacts.get(m.id, []):
-                    target = self.resolve_artifact(f"artifacts/{new_discussion}/{a.path}")
-                    if files_from is not None:
-                        source = (Path(files_from) / a.path).resolve()
-                        if source.is_relative_to(Path(files_from).resolve()) and source.is_file():
-                            target.parent.mkdir(parents=True, exist_ok=True)
-                            shutil.copy2(source, target)
-                    c.execute(
-                        "INSERT INTO artifacts (message_id, step_id, kind, path, mime, params,"
-                        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            ids[m.id],
-                            a.step_id,
-                            a.kind,
-                            target.relative_to(self.root.resolve()).as_posix(),
-                            a.mime,
-                            codec.dumps(a.params),
-                            a.created_at,
-                        ),
-                    )
-            leaf = ids.get(d.leaf_id or "")
-            c.execute("UPDATE discussions SET leaf_id = ? WHERE id = ?", (leaf, new_discussion))
-        if not folder.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-        return new_discussion
+        discussion_id = codec.new_id(10)
+        try:
+            with self._write() as c:
+                importer.insert(c, parsed, discussion_id, self.resolve_artifact, files_from)
+        except BaseException:
+            self._remove_folder(discussion_id)  # the rows rolled back; copied files go too
+            raise
+        return discussion_id
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -812,6 +748,11 @@ class Store:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def _remove_folder(self, discussion_id: str) -> None:
+        folder = self.artifacts_root / discussion_id
+        if _ID.match(discussion_id) and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _message(self, row: sqlite3.Row) -> Message:
         answer = self._answers.get(row["id"])
