@@ -1,5 +1,16 @@
 """The discussion store: SQLite (WAL) with schema migrations, branches, streamed answers saved as
-they grow, per-personality settings, artifacts and Markdown/JSON export."""
+they grow, per-personality settings, artifacts and Markdown/JSON export.
+
+Typical turn::
+
+    store = Store()  # $LOLLMS_HOME/discussions.sqlite3
+    d = store.create_discussion("gpt_for_art", model="smollm2")
+    store.add_message(d.id, "user", "Imagine something cool.")
+    answer = store.begin_answer(d.id, model="smollm2", sampling={"temperature": 0.8})
+    for chunk in chunks:
+        store.append_answer(answer, chunk.text)
+    store.finish_answer(answer, "complete", stats={"generation_tokens": 42})
+"""
 
 from __future__ import annotations
 

@@ -102,7 +102,9 @@ class Store:
         self._conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms):d}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":  # e.g. a network file system without shared memory
+                log.warning("%s: SQLite refused WAL mode (kept %r)", self.path, mode)
             # With WAL, NORMAL survives a process crash; only an OS crash may lose the last commit.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -240,10 +242,6 @@ class Store:
         with self._lock:
             with self._write() as c:
                 self._require_discussion(c, discussion_id)
-                for message_id in [
-                    m for m, a in self._answers.items() if a.discussion_id == discussion_id
-                ]:
-                    del self._answers[message_id]
                 # Cut the parent links first: a cascade down a long chain of replies would
                 # otherwise recurse once per message and hit SQLite's trigger depth limit.
                 c.execute("UPDATE discussions SET leaf_id = NULL WHERE id = ?", (discussion_id,))
@@ -252,6 +250,9 @@ class Store:
                     (discussion_id,),
                 )
                 c.execute("DELETE FROM discussions WHERE id = ?", (discussion_id,))
+            for message_id, answer in list(self._answers.items()):
+                if answer.discussion_id == discussion_id:
+                    del self._answers[message_id]
             self._remove_folder(discussion_id)
 
     # -- messages and branches --------------------------------------------------------------------
