@@ -148,3 +148,24 @@ def test_two_stores_in_one_process_do_not_interrupt_each_other(tmp_path: Path) -
             assert cli.get_message(answer).status == "generating"
         web.append_answer(answer, " on")
         assert web.finish_answer(answer).content == "streaming on"
+
+
+def test_lock_files_of_dead_writers_are_swept(tmp_path: Path) -> None:
+    db = tmp_path / "d.sqlite3"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\nfrom lollms_runtime.store import Store\n"
+            "Store(sys.argv[1])\nos._exit(0)",
+            str(db),
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        check=True,
+    )
+    assert proc.returncode == 0
+    writers = db.parent / ".writers"
+    assert len(list(writers.iterdir())) == 1  # left behind: the process never closed its store
+    with Store(db) as store:
+        assert [p.stem for p in writers.iterdir()] == [store._writer.token]
+    assert list(writers.iterdir()) == []

@@ -63,3 +63,12 @@ def writer_alive(folder: Path, token: str | None) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def sweep(folder: Path, keep: str) -> None:
+    """Remove the lock files of writers that died (they are left behind by ``kill -9``)."""
+    if fcntl is None or not folder.is_dir():
+        return
+    for lock in folder.glob("*.lock"):
+        if lock.stem != keep:
+            writer_alive(folder, lock.stem)

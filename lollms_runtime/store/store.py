@@ -17,7 +17,7 @@ from typing import Any
 
 from . import codec, export, importer
 from .errors import NotFoundError, StoreError, UnsafePathError
-from .liveness import WriterLock, writer_alive
+from .liveness import WriterLock, sweep, writer_alive
 from .models import (
     FINAL_STATUSES,
     MESSAGE_STATUSES,
@@ -164,6 +164,7 @@ class Store:
                 with self._write() as c:
                     self._interrupt(c, dead)
                 log.info("marked %d unfinished answer(s) as interrupted", len(dead))
+            sweep(self._writers, keep=self._writer.token)
             return dead
 
     # -- discussions ------------------------------------------------------------------------------
