@@ -470,7 +470,7 @@ class Store:
                 f"an answer cannot finish as {status!r}: use one of {sorted(FINAL_STATUSES)}"
             )
         with self._lock:
-            answer = self._answers.pop(message_id, None)
+            answer = self._answers.get(message_id)
             pending = "".join(answer.pending) if answer else ""
             with self._write() as c:
                 row = c.execute(
@@ -495,6 +495,7 @@ class Store:
                     (step_status, message_id),
                 )
                 self._touch(c, row["discussion_id"])
+            self._answers.pop(message_id, None)  # only once written: a busy file keeps the text
             return self.get_message(message_id)
 
     def flush(self) -> None:
