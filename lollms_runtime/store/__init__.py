@@ -1,0 +1,35 @@
+"""The discussion store: SQLite (WAL) with schema migrations, branches, streamed answers saved as
+they grow, per-personality settings, artifacts and Markdown/JSON export.
+
+Typical turn::
+
+    store = Store()  # $LOLLMS_HOME/discussions.sqlite3
+    d = store.create_discussion("gpt_for_art", model="smollm2")
+    store.add_message(d.id, "user", "Imagine something cool.")
+    answer = store.begin_answer(d.id, model="smollm2", sampling={"temperature": 0.8})
+    for chunk in chunks:
+        store.append_answer(answer, chunk.text)
+    store.finish_answer(answer, "complete", stats={"generation_tokens": 42})
+"""
+
+from __future__ import annotations
+
+from .errors import ImportFormatError, NotFoundError, StoreError, UnsafePathError
+from .models import Artifact, Discussion, Message, MessageRole, MessageStatus, Step, StepStatus
+from .store import LEAF, Store
+
+__all__ = [
+    "LEAF",
+    "Artifact",
+    "Discussion",
+    "ImportFormatError",
+    "Message",
+    "MessageRole",
+    "MessageStatus",
+    "NotFoundError",
+    "Step",
+    "StepStatus",
+    "Store",
+    "StoreError",
+    "UnsafePathError",
+]
