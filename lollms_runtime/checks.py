@@ -200,14 +200,14 @@ def _setting_reads(ast: nodes.Template) -> Iterable[str]:
     for node in ast.find_all(nodes.Getattr):
         if isinstance(node.node, nodes.Name) and node.node.name == "settings":
             yield node.attr
-    for node in ast.find_all(nodes.Getitem):
+    for item in ast.find_all(items.Getitem):
         if (
-            isinstance(node.node, nodes.Name)
-            and node.node.name == "settings"
-            and isinstance(node.arg, nodes.Const)
-            and isinstance(node.arg.value, str)
+            isinstance(item.item, items.Name)
+            and item.item.name == "settings"
+            and isinstance(item.arg, items.Const)
+            and isinstance(item.arg.value, str)
         ):
-            yield node.arg.value
+            yield item.arg.value
 
 
 def _ids(steps: Sequence[Any]) -> Iterable[str]:
