@@ -200,11 +200,11 @@ def _setting_reads(ast: nodes.Template) -> Iterable[str]:
     for node in ast.find_all(nodes.Getattr):
         if isinstance(node.node, nodes.Name) and node.node.name == "settings":
             yield node.attr
-    for item in ast.find_all(items.Getitem):
+    for item in ast.find_all(nodes.Getitem):
         if (
-            isinstance(item.item, items.Name)
-            and item.item.name == "settings"
-            and isinstance(item.arg, items.Const)
+            isinstance(item.node, nodes.Name)
+            and item.node.name == "settings"
+            and isinstance(item.arg, nodes.Const)
             and isinstance(item.arg.value, str)
         ):
             yield item.arg.value
