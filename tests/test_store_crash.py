@@ -169,3 +169,23 @@ def test_lock_files_of_dead_writers_are_swept(tmp_path: Path) -> None:
     with Store(db) as store:
         assert [p.stem for p in writers.iterdir()] == [store._writer.token]
     assert list(writers.iterdir()) == []
+
+
+def test_a_busy_file_delays_streamed_text_but_does_not_lose_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "d.sqlite3"
+    with Store(db, flush_interval=0.05, busy_timeout_ms=50) as store:
+        d = store.create_discussion("p")
+        answer = store.begin_answer(d.id)
+        store.append_answer(answer, "before ")
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process writing for a long time
+        time.sleep(0.06)
+        store.append_answer(answer, "during")  # cannot be written now; must not raise
+        assert store.get_message(answer).content == "before during"
+        assert "could not save streamed text yet: database is locked" in caplog.text
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        _wait_for(lambda: _content(db, answer)[0] == "before during", "the retried write")
+        assert store.finish_answer(answer).content == "before during"
