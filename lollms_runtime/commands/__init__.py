@@ -5,4 +5,7 @@ Modules are imported only when the parser is built; their handlers import heavy 
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = (
+    "lollms_runtime.commands.importing",
+    "lollms_runtime.commands.install",
+)
