@@ -132,9 +132,21 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+# LoLLMs' prompt template placeholders, with the values of its default configuration.
+PLACEHOLDERS = {
+    "start_header_id_template": HEADER,
+    "end_header_id_template": ": ",
+    "separator_template": "\n",
+    "system_message_template": "system",
+}
+
+
 def _unescape(text: str) -> str:
     # Prefixes were often written in single quotes ('\n'), where YAML keeps the backslash.
-    return text.replace("\\n", "\n").replace("\\t", "\t")
+    text = text.replace("\\n", "\n").replace("\\t", "\t")
+    return re.sub(
+        r"\{self\.config\.(\w+)\}", lambda m: PLACEHOLDERS.get(m.group(1), m.group()), text
+    )
 
 
 def bare_sender(prefix: str) -> tuple[str, bool]:
@@ -240,7 +252,7 @@ def _stops(config: dict[str, Any], at: Any, draft: Draft) -> None:
         for item in raw:
             if not isinstance(item, str):
                 draft.warn(f"{at('anti_prompts')}: {item!r} is not text; dropped")
-            elif item and item not in stops:
+            elif _unescape(item) and _unescape(item) not in stops:
                 stops.append(_unescape(item))
     if "user_prefix" in draft.data and HEADER not in stops:
         # LoLLMs always stopped at the next "!@>" header, whatever anti_prompts said.
