@@ -192,7 +192,9 @@ def test_out_of_range_sampling_is_clamped_with_a_warning(tmp_path: Path) -> None
         "max_tokens": 512,
     }
     text = "\n".join(result.warnings)
-    assert f"{source / 'config.yaml'}:4: model_temperature 3.5 is out of range; clamped to 2.0" in text
+    assert (
+        f"{source / 'config.yaml'}:4: model_temperature 3.5 is out of range; clamped to 2.0" in text
+    )
     assert "model_repeat_last_n 99999 is out of range; clamped to 4096" in text
     assert "several categories; kept the first ('a')" in text
     assert "version 'new' is not like 1.0.0" in text

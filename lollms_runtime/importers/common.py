@@ -62,11 +62,11 @@ class ImportResult:
 
 
 def make_id(text: str) -> str:
-    """A schema-valid id from any text: lowercase, [a-z0-9_-] only, at most 64 characters."""
+    """A schema-valid id from any text ([a-z0-9_-], at most 64 characters), or ``""``."""
     ident = re.sub(r"[^a-z0-9_-]+", "_", text.strip().lower())
     ident = re.sub(r"_+", "_", ident).strip("_-")
-    ident = ident[:ID_MAX].rstrip("_-")
-    return ident if ident and ident[0].isalnum() else ("imported_" + ident)[:ID_MAX].rstrip("_-")
+    # Empty when nothing usable is left (callers fall back to another name, then "imported").
+    return ident[:ID_MAX].rstrip("_-")
 
 
 def clean_name(draft: Draft, name: str, fallback: str) -> str:

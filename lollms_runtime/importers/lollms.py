@@ -166,7 +166,7 @@ def _convert(
         return f"{shown}:{lines.get(key, 1)}"
 
     data = draft.data
-    ident = make_id(folder.name)
+    ident = make_id(folder.name) or make_id(str(config.get("name", ""))) or "imported"
     data["schema"] = 1
     data["id"] = ident
     raw_name = _text(config.get("name")) or ""
@@ -218,6 +218,8 @@ def _convert(
 def _prefixes(config: dict[str, Any], at: Any, draft: Draft) -> None:
     data = draft.data
     if all(is_empty(config.get(k)) for k in ("user_message_prefix", "ai_message_prefix")):
+        if not is_empty(config.get("user_name")):
+            draft.warn(f"{at('user_name')}: key 'user_name' not carried over (no prefixes are set)")
         return
     user_raw = _text(config.get("user_message_prefix")) or ""
     ai_raw = _text(config.get("ai_message_prefix")) or ""

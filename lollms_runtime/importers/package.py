@@ -77,7 +77,7 @@ class PackageNames:
     @classmethod
     def for_id(cls, ident: str) -> PackageNames:
         """Names for ``ident``, which must already be a valid id."""
-        if make_id(ident) != ident:
+        if not ident or make_id(ident) != ident:
             raise LollmsError(f"{ident!r} is not a valid personality id")
         dash = ident.replace("_", "-")
         module = f"lollms_personality_{ident.replace('-', '_')}"

@@ -181,7 +181,9 @@ def _convert(card: dict[str, Any], path: Path, shown: str, draft: Draft) -> None
     name = clean_name(draft, text["name"], path.stem)
     # V3: the nickname, when set, is what {{char}} stands for.
     char = text["nickname"] or name
-    data.update({"schema": 1, "id": make_id(name) or make_id(path.stem), "name": name})
+    data.update(
+        {"schema": 1, "id": make_id(name) or make_id(path.stem) or "imported", "name": name}
+    )
     version = clean_version(draft, text["character_version"], f"{shown}: character_version")
     if version:
         data["version"] = version
