@@ -121,7 +121,13 @@ def test_v2_json(tmp_path: Path) -> None:
 
 
 def test_v3_json_uses_nickname_and_reports_group_greetings(tmp_path: Path) -> None:
-    result = import_source(write_json(tmp_path / "sera.json", v3()), tmp_path / "out")
+    card = v3(scenario="{{random:rain,sun}} falls on {{char}}.")
+    result = import_source(write_json(tmp_path / "sera.json", card), tmp_path / "out")
+    assert "Scenario: {{random:rain,sun}} falls on Sera." in written(result.package)["conditioning"]
+    assert any(
+        "macros left as written (not filled in here): {{random:rain,sun}}" in w
+        for w in result.warnings
+    )
     data = written(result.package)
     assert data["name"] == "Seraphina"
     assert data["welcome"][0] == "*Sera smiles at User* You are safe here."

@@ -205,6 +205,10 @@ def _convert(card: dict[str, Any], path: Path, shown: str, draft: Draft) -> None
     unique_tags = list(dict.fromkeys(" ".join(t.split()) for t in tags if t.strip()))
     if unique_tags:
         data["tags"] = unique_tags
+    leftovers = re.findall(r"\{\{[^{}]*\}\}", data["conditioning"] + "".join(welcome))
+    if leftovers:
+        shown_macros = ", ".join(sorted(set(leftovers))[:5])
+        draft.warn(f"SillyTavern macros left as written (not filled in here): {shown_macros}")
     if text["post_history_instructions"]:
         draft.warn(
             "post_history_instructions are placed at the end of the conditioning "
