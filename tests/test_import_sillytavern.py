@@ -290,3 +290,25 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     report = json.loads(capsys.readouterr().out)
     assert report["id"] == "seraphina" and report["kind"] == "sillytavern"
     assert any("lorebook" in w for w in report["warnings"])
+
+
+def test_all_into_the_tree_itself_does_not_reimport_its_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_png(tmp_path / "card.png", v2())
+    assert main(["import", "--all", str(tmp_path), "--to", str(tmp_path)]) == 0
+    assert "1 imported" in capsys.readouterr().out
+    # Run again: the package written the first time (with its avatar.png card) is not walked.
+    assert main(["import", "--all", str(tmp_path), "--to", str(tmp_path)]) == 0
+    assert "1 imported" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "card.png",
+        "lollms-personality-seraphina",
+        "lollms-personality-seraphina-2",
+    ]
+
+
+def test_to_must_be_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = write_json(tmp_path / "card.json", V1)
+    assert main(["import", str(card), "--to", str(card)]) == 1
+    assert "is not a folder" in capsys.readouterr().err

@@ -115,6 +115,9 @@ def find_sources(root: Path) -> Iterator[Path]:
             yield here
             dirs[:] = []  # its assets are not cards
             continue
+        if "personality.yaml" in files or "pyproject.toml" in files:
+            dirs[:] = []  # already a personality or a package (an earlier import): its avatar
+            continue  # is a card, but importing it again would only duplicate it
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in sorted(files):
             if is_card_file(here / name) and not (here / name).is_symlink():
@@ -125,12 +128,12 @@ def import_tree(root: Path, to: Path) -> TreeSummary:
     """Import every personality found under ``root``; ids are made unique within this run."""
     if not root.is_dir():
         raise ImportFailed(f"{root}: --all needs a folder")
+    if to.exists() and not to.is_dir():
+        raise ImportFailed(f"{to} is not a folder: give a folder to write packages in")
     summary = TreeSummary()
     taken = {p.name for p in to.iterdir()} if to.is_dir() else set()
-    target = to.resolve()
-    for source in find_sources(root):
-        if source.resolve() == target or source.resolve().is_relative_to(target):
-            continue  # never re-import what this run writes
+    # Listed before writing anything, so packages written into the tree are never walked.
+    for source in list(find_sources(root)):
         try:
             draft = read_source(source)
         except NotACard as exc:

@@ -127,11 +127,19 @@ def write_package(
     is left behind.
     """
     names = PackageNames.for_id(ident)
-    parent.mkdir(parents=True, exist_ok=True)
+    if parent.exists() and not parent.is_dir():
+        raise LollmsError(f"{parent} is not a folder: give a folder to write packages in")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LollmsError(f"cannot create {parent}: {exc.strerror}") from None
     final = safe_join(parent, names.folder)
     if final.exists() or final.is_symlink():
         raise LollmsError(f"{final} already exists: remove it or choose another --to folder")
-    staging = Path(tempfile.mkdtemp(prefix=".lollms-package-", dir=parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".lollms-package-", dir=parent))
+    except OSError as exc:
+        raise LollmsError(f"cannot write in {parent}: {exc.strerror}") from None
     try:
         values = {
             "ident": names.ident,
@@ -163,6 +171,9 @@ def write_package(
             check(staging / names.module)
         staging.chmod(0o755)  # mkdtemp made it private
         os.rename(staging, final)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise LollmsError(f"cannot write the package in {parent}: {exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

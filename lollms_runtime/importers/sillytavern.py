@@ -117,7 +117,7 @@ def _parse_json(raw: bytes, shown: str) -> dict[str, Any]:
             f"{shown}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
     if not isinstance(card, dict):
-        raise ImportFailed(f"{shown}: a character card is a JSON object, got {type(card).__name__}")
+        raise NotACard(f"{shown}: a character card is a JSON object, got {type(card).__name__}")
     return card
 
 
