@@ -71,7 +71,7 @@ def make_id(text: str) -> str:
 
 def clean_name(draft: Draft, name: str, fallback: str) -> str:
     """A display name that fits the schema (1-100 characters, one line)."""
-    cleaned = " ".join(name.split())
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in name).split())
     if not cleaned:
         draft.warn(f"no name given: using '{fallback}'")
         cleaned = fallback
