@@ -96,6 +96,19 @@ def test_v1_json(tmp_path: Path) -> None:
     assert result.warnings == ()
 
 
+def test_pygmalion_style_v1(tmp_path: Path) -> None:
+    card = {
+        "char_name": "Aqua",
+        "char_persona": "cheerful",
+        "world_scenario": "a lake",
+        "char_greeting": "Hi {{user}}!",
+        "example_dialogue": "",
+    }
+    data = written(import_source(write_json(tmp_path / "a.json", card), tmp_path / "o").package)
+    assert (data["name"], data["welcome"]) == ("Aqua", "Hi User!")
+    assert "Aqua's personality: cheerful\n\nScenario: a lake" in data["conditioning"]
+
+
 def test_v2_json(tmp_path: Path) -> None:
     result = import_source(write_json(tmp_path / "sera.json", v2()), tmp_path / "out")
     data = written(result.package)

@@ -178,6 +178,13 @@ def _convert(
         value = config.get(key)
         if is_empty(value):
             continue
+        if key == "welcome_message" and isinstance(value, list):
+            variants = [v.strip() for v in value if isinstance(v, str) and v.strip()]
+            if len(variants) != len(value):
+                draft.warn(f"{at(key)}: some welcome messages are not text; dropped")
+            if variants:
+                data["welcome"] = variants
+            continue
         text = _text(value)
         if text is None:
             draft.warn(f"{at(key)}: '{key}' should be text, got {type(value).__name__}; dropped")

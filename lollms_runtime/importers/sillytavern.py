@@ -53,6 +53,13 @@ OUTER = {
     "tags",
     "alternate_greetings",
 }
+PYGMALION = {
+    "char_name": "name",
+    "char_persona": "personality",
+    "world_scenario": "scenario",
+    "char_greeting": "first_mes",
+    "example_dialogue": "mes_example",
+}
 # Card fields that are metadata only: not carried over, and not worth a warning when present.
 QUIET = {"creation_date", "modification_date", "source"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -134,6 +141,9 @@ def _fields(card: dict[str, Any], shown: str, draft: Draft) -> tuple[dict[str, A
         return data, "V3" if spec == "chara_card_v3" else "V2"
     if spec is not None:
         raise ImportFailed(f"{shown}: unknown card spec {spec!r}; expected chara_card_v2 or v3")
+    if "char_name" in card and "name" not in card:
+        # Pygmalion / old TavernAI cards: the same V1 fields under other names.
+        card = {PYGMALION.get(k, k): v for k, v in card.items()}
     if "name" not in card or not ({"first_mes", "description", "personality"} & set(card)):
         raise NotACard(
             f"{shown}: not a SillyTavern character card (no 'spec', or 'name' with 'description' "
