@@ -6,7 +6,6 @@ import threading
 from typing import Any
 
 import pytest
-from mlx_fixtures import mlx_backend, mlx_home  # noqa: F401  (session fixtures)
 
 from lollms_runtime.backends.base import (
     ChatMessage,
@@ -49,7 +48,8 @@ def test_personality_style_chat_answers_paris(mlx_backend: Any) -> None:
 
 def test_max_tokens_gives_length(mlx_backend: Any) -> None:
     request = GenerationRequest(
-        [ChatMessage("user", "Write a long story about a dragon.")], GREEDY.merged({"max_tokens": 5})
+        [ChatMessage("user", "Write a long story about a dragon.")],
+        GREEDY.merged({"max_tokens": 5}),
     )
     chunks = list(mlx_backend.stream(request))
     assert chunks[-1].finish_reason == "length"
@@ -121,7 +121,10 @@ def test_cancel_stops_within_one_token(mlx_backend: Any) -> None:
 def test_prefixes_and_raw_prompt(mlx_backend: Any) -> None:
     prefixes = Prefixes(user_prefix="!@>User: ", ai_prefix="!@>Assistant: ", link_text="\n")
     request = GenerationRequest(
-        [ChatMessage("system", "Be brief."), *FRANCE], GREEDY, prefixes=prefixes, answer_prefix="The"
+        [ChatMessage("system", "Be brief."), *FRANCE],
+        GREEDY,
+        prefixes=prefixes,
+        answer_prefix="The",
     )
     tokens = mlx_backend.prompt_tokens(request)
     expected = "Be brief.\n!@>User: What is the capital of France?\n!@>Assistant: The"
@@ -167,7 +170,11 @@ def test_calls_sharing_a_prefix_share_its_cache(mlx_backend: Any) -> None:
     two = GenerationRequest(other, one.sampling, cache_key="b")
     last = list(mlx_backend.stream(two))[-1]
     shared = mlx_backend.prompt_tokens(one)
-    common = next(i for i, (a, b) in enumerate(zip(shared, mlx_backend.prompt_tokens(two))) if a != b)
+    common = next(
+        i
+        for i, (a, b) in enumerate(zip(shared, mlx_backend.prompt_tokens(two), strict=False))
+        if a != b
+    )
     assert last.cached_tokens == common
 
 
@@ -217,5 +224,7 @@ def test_multi_token_choices_are_scored_as_whole_sequences(mlx_backend: Any) -> 
     top = max(scores)
     total = sum(math.exp(s - top) for s in scores)
     for choice, score in zip(choices, scores, strict=True):
-        assert result.probabilities[choice] == pytest.approx(math.exp(score - top) / total, abs=2e-3)
+        assert result.probabilities[choice] == pytest.approx(
+            math.exp(score - top) / total, abs=2e-3
+        )
     assert result.choice == choices[scores.index(top)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from functools import cache
 from pathlib import Path
@@ -9,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mlx_fixtures import mlx_backend, mlx_home  # noqa: F401  (session fixtures)
 
 from lollms_runtime.mlx.gguf_convert import converted_folder, ensure_converted, unpermute_rows
 from lollms_runtime.mlx.models import embedded_gguf
@@ -102,7 +102,9 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
-def reference_encode(text: str, tokens: list[str], merges: list[str], specials: list[str]) -> list[int]:
+def reference_encode(
+    text: str, tokens: list[str], merges: list[str], specials: list[str]
+) -> list[int]:
     """A from-scratch byte-level BPE over the GGUF's own vocabulary and merges.
 
     Pre-tokenization as SmolLM2's tokenizer does it: digits one by one, then GPT-2's regex.
@@ -125,7 +127,10 @@ def reference_encode(text: str, tokens: list[str], merges: list[str], specials: 
             for word in gpt2.findall(chunk):
                 parts = [table[b] for b in word.encode("utf-8")]
                 while len(parts) > 1:
-                    pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+                    pairs = [
+                        (ranks.get((a, b), 1 << 30), i)
+                        for i, (a, b) in enumerate(itertools.pairwise(parts))
+                    ]
                     rank, i = min(pairs)
                     if rank == 1 << 30:
                         break

@@ -146,7 +146,9 @@ _ARCHITECTURES = {
 }
 
 
-def _rename(weights: Mapping[str, Any], config: Mapping[str, Any], permuted: bool) -> dict[str, Any]:
+def _rename(
+    weights: Mapping[str, Any], config: Mapping[str, Any], permuted: bool
+) -> dict[str, Any]:
     tensors: dict[str, Any] = {}
     for name, value in weights.items():
         base, _, suffix = name.rpartition(".")

@@ -18,7 +18,9 @@ def write_tokenizer(meta: Mapping[str, Any], out_dir: Path) -> None:
 
     renames = GGUF_TOKENIZER_MAPPING["tokenizer"]
     tokenizer_dict = {
-        name: meta[f"tokenizer.{key}"] for key, name in renames.items() if f"tokenizer.{key}" in meta
+        name: meta[f"tokenizer.{key}"]
+        for key, name in renames.items()
+        if f"tokenizer.{key}" in meta
     }
     family = str(meta["general.architecture"])
     backend, _ = convert_gguf_tokenizer(family, tokenizer_dict)
@@ -38,7 +40,9 @@ def write_tokenizer(meta: Mapping[str, Any], out_dir: Path) -> None:
         "pad_token": token("padding_token_id"),
         # llama.cpp adds BOS to sentencepiece vocabularies unless the file says otherwise.
         "add_bos_token": bool(
-            meta.get("tokenizer.ggml.add_bos_token", tokenizer_dict.get("tokenizer_type") == "llama")
+            meta.get(
+                "tokenizer.ggml.add_bos_token", tokenizer_dict.get("tokenizer_type") == "llama"
+            )
         ),
         "add_eos_token": bool(meta.get("tokenizer.ggml.add_eos_token", False)),
         "clean_up_tokenization_spaces": False,

@@ -54,7 +54,9 @@ def resolve_model(spec: str) -> Path:
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise BackendUnavailable(f"{path} is a file but not a .gguf model; give a folder or a .gguf")
+            raise BackendUnavailable(
+                f"{path} is a file but not a .gguf model; give a folder or a .gguf"
+            )
         return ensure_converted(path)
     if path.is_dir():
         if (path / "config.json").is_file():
