@@ -10,4 +10,5 @@ MODULES: tuple[str, ...] = (
     "lollms_runtime.commands.discussions",
     "lollms_runtime.commands.importing",
     "lollms_runtime.commands.install",
+    "lollms_runtime.commands.models",
 )

