@@ -47,6 +47,10 @@ class StepError(LollmsError):
         self.hint = hint
 
 
+class StepFailed(StepError):
+    """A step failed and was reported; the steps around it pass it on without re-wrapping it."""
+
+
 class Cancelled(Exception):
     """The turn was cancelled (Stop button, Ctrl-C)."""
 
@@ -261,8 +265,11 @@ class Engine:
         self._hook("lollms_turn_finished", turn=turn, result=done)
         yield done
 
-    def run_nested(self, parent: StepContext, turn: Turn) -> StepGen:
-        """Run another personality's pipeline inside a turn (the ``call`` step); returns its reply."""
+    def run_nested(self, parent: StepContext, turn: Turn, *, visible: bool = False) -> StepGen:
+        """Run another personality's pipeline inside a turn (the ``call`` step); returns its reply.
+
+        ``visible``: the caller's reply shows this output, so the callee's answer streams visibly.
+        """
         if parent.depth + 1 > self.limits.max_call_depth:
             raise LimitExceeded(
                 f"calls nested deeper than {self.limits.max_call_depth} levels",
@@ -272,6 +279,8 @@ class Engine:
         child.counters = parent.counters
         pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
         _declare_ids(pipeline, child.variables)
+        if visible:
+            child.streamed_ids = streamed_ids(pipeline)
         yield from child.run_steps(pipeline, f"{turn.personality.id}.pipeline")
         return (child.reply.text if child.reply else child.last_text) or ""
 
@@ -369,7 +378,9 @@ class Engine:
                     "set on_error: continue (or fallback) on this step to go on without it"
                 )
                 yield finished("failed", error=message)
-                raise StepError(f"step '{step_id}' ({kind_name}) failed: {message}", hint) from exc
+                if isinstance(exc, StepFailed):  # a nested step's failure, already worded
+                    raise exc
+                raise StepFailed(f"step '{step_id}' ({kind_name}) failed: {message}", hint) from exc
             finally:
                 ctx.deadline = float("inf")
         self._store_output(ctx, kind, body, output)

@@ -23,8 +23,9 @@ class TemplateError(ValueError):
 
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
+    # Trailing newlines are kept: an answer_prefix such as "```python\n" must reach the model whole.
     env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
     return env
 

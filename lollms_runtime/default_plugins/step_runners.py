@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import ChatMessage, GenerationRequest, ImageRequest
-from ..engine import Cancelled, StepContext, StepError, StepGen, Turn, streamed_ids
+from ..engine import (
+    Cancelled,
+    LimitExceeded,
+    StepContext,
+    StepError,
+    StepGen,
+    Turn,
+    streamed_ids,
+)
 from ..events import ImageProduced, Progress, Reply, Token
 
 INT_OPTIONS = ("top_k", "max_tokens", "seed")
@@ -290,7 +298,10 @@ def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         if steps is None:
             raise StepError(f"no sub-pipeline named '{name}'", "define it under pipelines:")
         if ctx.depth + 1 > ctx.engine.limits.max_call_depth:
-            raise StepError(f"calls nested deeper than {ctx.engine.limits.max_call_depth} levels")
+            raise LimitExceeded(
+                f"calls nested deeper than {ctx.engine.limits.max_call_depth} levels",
+                "check for sub-pipelines that call each other in a cycle",
+            )
         turn = Turn(
             ctx.personality,
             message,
@@ -322,4 +333,5 @@ def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         ctx.turn.artifacts_dir,
         ctx.turn.cancel,
     )
-    return (yield from ctx.engine.run_nested(ctx, turn))
+    visible = ctx.step_id in ctx.streamed_ids
+    return (yield from ctx.engine.run_nested(ctx, turn, visible=visible))
