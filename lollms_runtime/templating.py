@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -73,7 +73,10 @@ def render_value(source: Any, context: Mapping[str, Any]) -> Any:
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate a condition or value expression such as ``settings.paint and description|length > 20``."""
     try:
-        return _expression(expression.strip())(**context)
+        value = _expression(expression.strip())(**context)
+        if isinstance(value, Undefined):  # strict undefined fails only when used: fail here
+            value._fail_with_undefined_error()
+        return value
     except TemplateSyntaxError as exc:
         raise TemplateError(f"expression syntax error: {exc.message}") from None
     except Exception as exc:
