@@ -21,12 +21,44 @@ class TemplateError(ValueError):
     """A template or expression that could not be rendered; the message says where and why."""
 
 
+# Bounds on what one operator may build, so a template cannot exhaust memory or CPU
+# ("{{ 'a' * 10**9 }}", "{{ 2 ** 10**9 }}"); the sandbox already bounds range() the same way.
+MAX_REPEAT_LENGTH = 1_000_000
+MAX_POWER_BITS = 100_000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` checked before they allocate."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > MAX_REPEAT_LENGTH
+                ):
+                    raise SecurityError(
+                        f"repeating a sequence beyond {MAX_REPEAT_LENGTH} items is not allowed"
+                    )
+        elif (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and right * abs(left).bit_length() > MAX_POWER_BITS
+        ):
+            raise SecurityError(f"powers beyond {MAX_POWER_BITS} bits are not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
     # Trailing newlines are kept: an answer_prefix such as "```python\n" must reach the model whole.
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    # lipsum(n) has no use in a personality and builds text of any size.
+    env.globals.pop("lipsum", None)
     return env
 
 
