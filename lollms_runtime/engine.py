@@ -208,14 +208,18 @@ class Engine:
         self.host = host
         self._text = text_backend
         self._image = image_backend
+        # Decided once: isinstance() against a runtime-checkable Protocol is slow on the hot path.
+        self._text_is_backend = isinstance(text_backend, TextBackend)
+        self._image_is_backend = isinstance(image_backend, ImageBackend)
         self.limits = limits or Limits()
         self.resolve_personality = resolve_personality
         self.kinds: Mapping[str, StepKind] = host.step_kinds
+        self._plans: dict[int, tuple[Sequence[Mapping[str, Any]], dict[str, Any], set[str]]] = {}
 
     def text_backend(self, personality: Personality) -> TextBackend:
-        if isinstance(self._text, TextBackend):
-            return self._text
-        return self._text(personality)
+        if self._text_is_backend:
+            return self._text  # type: ignore[return-value]
+        return self._text(personality)  # type: ignore[operator]
 
     def image_backend(self, name: str | None, model: str | None) -> ImageBackend:
         if self._image is None:
@@ -223,9 +227,9 @@ class Engine:
                 "no image backend is configured",
                 "install one (see `lollms plugins`) or turn painting off in the settings",
             )
-        if isinstance(self._image, ImageBackend):
-            return self._image
-        return self._image(name, model)
+        if self._image_is_backend:
+            return self._image  # type: ignore[return-value]
+        return self._image(name, model)  # type: ignore[operator]
 
     # -- a turn ----------------------------------------------------------------------------
     def run_turn(self, turn: Turn) -> Iterator[Event]:
@@ -236,8 +240,8 @@ class Engine:
         status: Any = "ok"
         try:
             pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
-            _declare_ids(pipeline, ctx.variables)
-            ctx.streamed_ids = streamed_ids(pipeline)
+            declared, ctx.streamed_ids = self._plan(pipeline)
+            ctx.variables.update(declared)
             yield from ctx.run_steps(pipeline, "pipeline")
             reply = ctx.reply or Reply(text=ctx.last_text or "")
             yield reply
@@ -284,8 +288,22 @@ class Engine:
         yield from child.run_steps(pipeline, f"{turn.personality.id}.pipeline")
         return (child.reply.text if child.reply else child.last_text) or ""
 
+    def _plan(self, pipeline: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], set[str]]:
+        """The ids a pipeline declares and the ids it streams, worked out once per pipeline."""
+        entry = self._plans.get(id(pipeline))
+        if entry is None or entry[0] is not pipeline:  # the entry keeps its pipeline alive
+            declared: dict[str, Any] = {}
+            _declare_ids(pipeline, declared)
+            entry = (pipeline, declared, streamed_ids(pipeline))
+            if len(self._plans) >= 256:
+                self._plans.clear()
+            self._plans[id(pipeline)] = entry
+        return entry[1], entry[2]
+
     def _hook(self, name: str, **kwargs: Any) -> None:
         hook = getattr(self.host.pm.hook, name)
+        if not hook.get_hookimpls():  # nobody observes: skip pluggy's call machinery
+            return
         try:
             hook(**kwargs)
         except Exception as exc:  # a plugin's observer must never break a turn

@@ -202,9 +202,7 @@ class TestRunner:
 
         def result(status: Status, reasons: Sequence[str], reply: str = "") -> TestResult:
             duration = time.monotonic() - started
-            return TestResult(
-                personality.id, name, mode, status, tuple(reasons), reply, duration
-            )
+            return TestResult(personality.id, name, mode, status, tuple(reasons), reply, duration)
 
         try:
             settings = personality.resolve_settings(test.get("settings"))
@@ -291,4 +289,3 @@ def summary(results: Sequence[TestResult], duration: float) -> str:
         if (n := sum(r.status == status for r in results))
     ]
     return f"{', '.join(counts) or 'no tests ran'} in {duration:.2f}s"
-

@@ -10,7 +10,7 @@ from engine_support import done, error, finished, host, personality, reply, run,
 
 from lollms_runtime.backends.base import ChatMessage
 from lollms_runtime.engine import Engine, Limits, Turn, streamed_ids
-from lollms_runtime.events import Done, StepFinished, StepStarted, Token
+from lollms_runtime.events import Done, StepFinished, StepStarted
 from lollms_runtime.plugins import hookimpl
 from lollms_runtime.testing import ScriptedTextBackend
 
@@ -58,7 +58,9 @@ def test_step_timeout(tmp_path: Path) -> None:
     backend = ScriptedTextBackend("a b c d")
     backend.on_chunk = lambda n: threading.Event().wait(0.01)
     err = error(run(p, "hi", backend))
-    assert err.message == "step 'slow' (generate) failed: step 'slow' took longer than its time limit"
+    assert (
+        err.message == "step 'slow' (generate) failed: step 'slow' took longer than its time limit"
+    )
     assert err.hint == "raise its timeout: or simplify the step"
 
 
@@ -152,9 +154,7 @@ def test_on_error_fail_is_the_default_and_stops_the_turn(tmp_path: Path) -> None
     assert err.hint == "set on_error: continue (or fallback) on this step to go on without it"
     assert not any(isinstance(e, StepStarted) and e.kind == "set" for e in events)
     assert [type(e).__name__ for e in events][-3:] == ["StepFinished", "TurnError", "Done"]
-    assert done(events) == Done(
-        "error", "", done(events).duration, 0, 0, 1
-    )
+    assert done(events) == Done("error", "", done(events).duration, 0, 0, 1)
 
 
 def test_a_nested_failure_is_reported_once(tmp_path: Path) -> None:
@@ -192,7 +192,9 @@ def test_a_nested_failure_can_be_absorbed_by_the_outer_step(tmp_path: Path) -> N
     )
     events = run(p)
     assert reply(events).text == "went on"
-    assert finished(events, "outer").error == "step 'inner' (post_process) failed: no match for /y+/"
+    assert (
+        finished(events, "outer").error == "step 'inner' (post_process) failed: no match for /y+/"
+    )
 
 
 # -- template errors -----------------------------------------------------------------------
@@ -326,8 +328,7 @@ def test_event_order_of_a_pipeline(tmp_path: Path) -> None:
     )
     events = run(p, "hi", ScriptedTextBackend("a b"))
     order = [
-        (type(e).__name__, getattr(e, "step_id", "") or getattr(e, "status", ""))
-        for e in events
+        (type(e).__name__, getattr(e, "step_id", "") or getattr(e, "status", "")) for e in events
     ]
     assert order == [
         ("StepStarted", "draft"),
@@ -465,3 +466,25 @@ def test_observer_hooks_run_and_cannot_break_a_turn(tmp_path: Path) -> None:
     assert done(events).status == "ok"
     assert observer.calls == ["started hi", "step answer", "step reply_2", "finished ok"]
     assert [f.error for f in plugin_host.failures] == ["RuntimeError: observer bug"]
+
+
+def test_one_engine_runs_many_personalities_and_turns(tmp_path: Path) -> None:
+    first = personality(
+        tmp_path, "pipeline:\n  - generate: {id: a}\n  - reply: {text: '{{ a }}'}\n"
+    )
+    second = personality(
+        tmp_path,
+        "pipeline:\n  - generate: {id: b}\n  - generate: {id: c}\n  - reply: {text: '{{ c }}'}\n",
+    )
+    backend = ScriptedTextBackend("1", "2", "3", "4", "5", "6", "7")
+    engine = Engine(host(), backend)
+    seen = []
+    for p in (first, second, first, second):
+        events = list(engine.run_turn(Turn(p, "hi")))
+        seen.append((reply(events).text, [(t.step_id, t.visible) for t in tokens(events)]))
+    assert seen == [
+        ("1", [("a", True)]),
+        ("3", [("b", False), ("c", True)]),
+        ("4", [("a", True)]),
+        ("6", [("b", False), ("c", True)]),
+    ]

@@ -66,7 +66,15 @@ PAYLOADS = [
 ]
 
 # What a payload that escaped the sandbox would print.
-LEAKS = ("<class 'subprocess", "<module", "root:", "__builtins__", "<class 'type'>", "Popen", "'os'")
+LEAKS = (
+    "<class 'subprocess",
+    "<module",
+    "root:",
+    "__builtins__",
+    "<class 'type'>",
+    "Popen",
+    "'os'",
+)
 
 
 def _payload(text: str, marker: Path) -> str:
@@ -175,8 +183,10 @@ def test_payload_as_a_condition_expression(tmp_path: Path, payload: str) -> None
             "{{ range(10**9)|list }}",
             "OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).",
         ),
-        ("{{ settings.update({}) }}", "not allowed in a template: access to attribute 'update' of "
-         "'dict' object is unsafe."),
+        (
+            "{{ settings.update({}) }}",
+            "not allowed in a template: access to attribute 'update' of 'dict' object is unsafe.",
+        ),
         ("{{ lipsum(5) }}", "'lipsum' is undefined"),
     ],
 )

@@ -372,7 +372,7 @@ def _post(tmp_path: Path, ops: str, text: str, fallback: str = "") -> tuple[obje
     ],
 )
 def test_post_process_operations(tmp_path: Path, ops: str, text: str, expected: str) -> None:
-    output, events = _post(tmp_path, ops, text)
+    output, _ = _post(tmp_path, ops, text)
     assert output == expected
 
 
@@ -407,8 +407,10 @@ def test_extract_json_with_a_schema(tmp_path: Path) -> None:
             '{"name": "Ada", "age": "old"}',
             "the JSON does not match the schema at age: 'old' is not of type 'integer'",
         ),
-        ('{"age": 3}', "the JSON does not match the schema at the top level: "
-         "'name' is a required property"),
+        (
+            '{"age": 3}',
+            "the JSON does not match the schema at the top level: 'name' is a required property",
+        ),
         ("no json here", "no JSON object or array found in the text"),
     ],
 )
@@ -454,7 +456,10 @@ def test_post_process_without_input_uses_the_last_text(tmp_path: Path) -> None:
 
 def test_post_process_fallback_keeps_the_turn_going(tmp_path: Path) -> None:
     output, events = _post(
-        tmp_path, "[{extract_json: null}]", "none", fallback="on_error: fallback\n          fallback: '{{ raw | upper }}'"
+        tmp_path,
+        "[{extract_json: null}]",
+        "none",
+        fallback="on_error: fallback\n          fallback: '{{ raw | upper }}'",
     )
     assert output == "NONE"
     step = finished(events, "out")  # type: ignore[arg-type]
@@ -570,7 +575,9 @@ def test_reply_text_images_and_show(tmp_path: Path) -> None:
     )
     events = run(p, "hi", ScriptedTextBackend("said"))
     r = reply(events)
-    assert r == Reply("said / 2", (Path("x.png"), Path("y.png"), Path("z.png")), {"g": "said", "a": 1})
+    assert r == Reply(
+        "said / 2", (Path("x.png"), Path("y.png"), Path("z.png")), {"g": "said", "a": 1}
+    )
     assert done(events).text == "said / 2"
 
 
@@ -750,10 +757,10 @@ def test_call_a_sub_pipeline(tmp_path: Path) -> None:
 
 
 def test_call_an_unknown_sub_pipeline(tmp_path: Path) -> None:
+    from engine_support import host
+
     from lollms_runtime.engine import Engine, Turn
     from lollms_runtime.testing import ScriptedTextBackend as Backend
-
-    from engine_support import host
 
     p = personality(tmp_path, SUB)
     # The loader rejects unknown names; a personality built in code can still hold one.

@@ -46,16 +46,24 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ({"not_contains": ["x", "y"]}, Outcome("z"), []),
         ({"regex": "^b"}, Outcome("a\nb"), []),
         ({"regex": "^c"}, Outcome("a\nb"), ["the reply does not match /^c/"]),
-        ({"regex": "("}, Outcome("a"), [
-            "the regex /(/ is invalid: missing ), unterminated subpattern at position 0"
-        ]),
-        ({"min_length": 5}, Outcome("abc"), ["the reply has 3 characters, fewer than min_length 5"]),
+        (
+            {"regex": "("},
+            Outcome("a"),
+            ["the regex /(/ is invalid: missing ), unterminated subpattern at position 0"],
+        ),
+        (
+            {"min_length": 5},
+            Outcome("abc"),
+            ["the reply has 3 characters, fewer than min_length 5"],
+        ),
         ({"max_length": 2}, Outcome("abc"), ["the reply has 3 characters, more than max_length 2"]),
         ({"min_length": 3, "max_length": 3}, Outcome("abc"), []),
         ({"branch": {"c": "then"}}, Outcome("", {"c": "then"}), []),
-        ({"branch": {"c": "then"}}, Outcome("", {"c": "else"}), [
-            "condition 'c' took 'else', expected 'then'"
-        ]),
+        (
+            {"branch": {"c": "then"}},
+            Outcome("", {"c": "else"}),
+            ["condition 'c' took 'else', expected 'then'"],
+        ),
         ({"branch": {"c": "then"}}, Outcome(""), ["condition 'c' did not run"]),
         ({"image": True}, Outcome(images=1), []),
         ({"image": True}, Outcome(), ["no image was produced"]),
@@ -159,7 +167,9 @@ def test_bad_settings_in_a_test_fail_it(tmp_path: Path) -> None:
     )
     (result,) = TestRunner(host()).run(p)
     assert result.status == "failed"
-    assert result.reasons == ("bad settings in the test: setting 'n' expects a integer, got 'lots'",)
+    assert result.reasons == (
+        "bad settings in the test: setting 'n' expects a integer, got 'lots'",
+    )
 
 
 def test_real_model_tests_skip_without_a_text_backend(tmp_path: Path) -> None:
