@@ -847,3 +847,57 @@ def test_sub_pipeline_calling_itself_hits_the_depth_limit(tmp_path: Path) -> Non
     err = error(run(p))
     assert err.message == "calls nested deeper than 4 levels"
     assert err.hint == "check for sub-pipelines that call each other in a cycle"
+
+
+def test_unknown_post_process_operation(tmp_path: Path) -> None:
+    import dataclasses
+
+    from engine_support import host
+
+    from lollms_runtime.engine import Engine, Turn
+
+    p = personality(tmp_path, "pipeline:\n  - set: {a: 1}\n")
+    broken = dataclasses.replace(
+        p, pipeline=({"post_process": {"id": "pp", "input": "x", "ops": [{"sparkle": None}]}},)
+    )
+    err = error(list(Engine(host(), ScriptedTextBackend()).run_turn(Turn(broken, "hi"))))
+    assert (err.message, err.hint) == (
+        "step 'pp' (post_process) failed: unknown operation 'sparkle'",
+        "is its plugin installed?",
+    )
+
+
+class _EmptyPainter(ScriptedImageBackend):
+    def generate(self, request, progress=None, cancel=None):  # type: ignore[no-untyped-def]
+        return []
+
+
+def test_image_backend_returning_nothing(tmp_path: Path) -> None:
+    p = personality(tmp_path, "pipeline:\n  - text_to_image: {id: art, prompt: x}\n")
+    err = error(run(p, image=_EmptyPainter(), artifacts_dir=tmp_path))
+    assert err.message == "step 'art' (text_to_image) failed: the image backend returned no image"
+
+
+def test_cancel_while_painting(tmp_path: Path) -> None:
+    import threading
+
+    from lollms_runtime.engine import Turn
+
+    cancel = threading.Event()
+
+    class Cancelling(ScriptedImageBackend):
+        def generate(self, request, progress=None, cancel=None):  # type: ignore[no-untyped-def]
+            def progress_then_cancel(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(done, total)
+                stop.set()
+
+            return super().generate(request, progress_then_cancel, cancel)
+
+    stop = cancel
+    p = personality(tmp_path, "pipeline:\n  - text_to_image: {id: art, prompt: x, steps: 5}\n")
+    image = Cancelling()
+    events = run(p, image=image, turn=Turn(p, "hi", cancel=cancel, artifacts_dir=tmp_path))
+    assert done(events).status == "cancelled"
+    assert [e.done for e in events if isinstance(e, Progress)] == [1]
+    assert not list(tmp_path.glob("*.png"))
