@@ -901,3 +901,18 @@ def test_cancel_while_painting(tmp_path: Path) -> None:
     assert done(events).status == "cancelled"
     assert [e.done for e in events if isinstance(e, Progress)] == [1]
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_step_stop_strings_add_to_the_users_override(tmp_path: Path) -> None:
+    p = personality(
+        tmp_path,
+        """
+        sampling: {stop: ["P"]}
+        pipeline:
+          - generate: {id: a, stop: ["S"]}
+          - generate: {id: b}
+        """,
+    )
+    backend = ScriptedTextBackend("x", "y")
+    run(p, "hi", backend, sampling={"stop": ["U"]})
+    assert [r.sampling.stop for r in backend.history] == [("U", "S"), ("U",)]

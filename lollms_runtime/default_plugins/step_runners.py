@@ -52,7 +52,8 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     prompt = ctx.render(body["prompt"]) if "prompt" in body else ctx.turn.message
     overrides: dict[str, Any] = {k: ctx.number(body, k, int) for k in INT_OPTIONS}
     overrides.update({k: ctx.number(body, k, float) for k in FLOAT_OPTIONS})
-    overrides["stop"] = (*personality.sampling.stop, *body.get("stop", ()))
+    # A step's stop strings add to the personality's and the user's, never replace them.
+    overrides["stop"] = (*ctx.sampling().stop, *body.get("stop", ()))
     sampling = ctx.sampling(overrides)
     remaining = ctx.engine.limits.max_tokens - ctx.counters.generation_tokens
     if sampling.max_tokens > remaining:
