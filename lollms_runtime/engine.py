@@ -285,7 +285,11 @@ class Engine:
         _declare_ids(pipeline, child.variables)
         if visible:
             child.streamed_ids = streamed_ids(pipeline)
-        yield from child.run_steps(pipeline, f"{turn.personality.id}.pipeline")
+        try:
+            yield from child.run_steps(pipeline, f"{turn.personality.id}.pipeline")
+        except Cancelled:
+            parent.last_text = child.last_text or parent.last_text  # the partial answer shown
+            raise
         return (child.reply.text if child.reply else child.last_text) or ""
 
     def _plan(self, pipeline: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], set[str]]:

@@ -488,3 +488,36 @@ def test_one_engine_runs_many_personalities_and_turns(tmp_path: Path) -> None:
         ("4", [("a", True)]),
         ("6", [("b", False), ("c", True)]),
     ]
+
+
+@pytest.mark.parametrize("target", ["pipeline: inner", "personality: t"])
+def test_cancel_inside_a_call_keeps_the_partial_text(tmp_path: Path, target: str) -> None:
+    p = personality(
+        tmp_path,
+        f"""
+        pipelines:
+          inner:
+            - generate: {{id: said}}
+            - reply: {{text: "{{{{ said }}}}"}}
+        pipeline:
+          - call: {{id: result, {target}}}
+          - reply: {{text: "{{{{ result }}}}"}}
+        """,
+    )
+    if target.startswith("personality"):
+        p = personality(
+            tmp_path,
+            f"""
+            pipeline:
+              - call: {{id: result, {target}}}
+              - reply: {{text: "{{{{ result }}}}"}}
+            """,
+            pid="caller",
+        )
+    callee = personality(tmp_path, "", pid="callee")
+    backend = ScriptedTextBackend("alpha beta gamma")
+    cancel = threading.Event()
+    backend.on_chunk = lambda n: cancel.set() if n == 2 else None
+    events = run(p, text=backend, turn=Turn(p, "hi", cancel=cancel), resolve=lambda pid: callee)
+    assert [(t.text, t.visible) for t in tokens(events)] == [("alpha", True), (" beta", True)]
+    assert (done(events).status, done(events).text) == ("cancelled", "alpha beta")

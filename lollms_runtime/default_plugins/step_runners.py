@@ -318,7 +318,11 @@ def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         child.variables.update(ctx.variables)
         if ctx.step_id in ctx.streamed_ids:
             child.streamed_ids = streamed_ids(steps)
-        output = yield from child.run_steps(steps, f"pipelines.{name}")
+        try:
+            output = yield from child.run_steps(steps, f"pipelines.{name}")
+        except Cancelled:
+            ctx.last_text = child.last_text or ctx.last_text  # the partial answer the user saw
+            raise
         return child.reply.text if child.reply else (child.last_text if output is None else output)
     resolve = ctx.engine.resolve_personality
     if resolve is None:
