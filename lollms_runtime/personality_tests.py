@@ -255,7 +255,7 @@ class TestRunner:
                     NO_TEXT_BACKEND if "no text backend named" in str(exc) else str(exc)
                 )
                 return None
-            except BackendUnavailable as exc:
+            except (BackendUnavailable, OSError) as exc:  # no weights here, unreadable files
                 self._unavailable = f"the text backend cannot run here: {exc}"
                 return None
             self._runtime = runtime
