@@ -47,6 +47,10 @@ class StepError(LollmsError):
         self.hint = hint
 
 
+class StepFailed(StepError):
+    """A step failed and was reported; the steps around it pass it on without re-wrapping it."""
+
+
 class Cancelled(Exception):
     """The turn was cancelled (Stop button, Ctrl-C)."""
 
@@ -204,14 +208,18 @@ class Engine:
         self.host = host
         self._text = text_backend
         self._image = image_backend
+        # Decided once: isinstance() against a runtime-checkable Protocol is slow on the hot path.
+        self._text_is_backend = isinstance(text_backend, TextBackend)
+        self._image_is_backend = isinstance(image_backend, ImageBackend)
         self.limits = limits or Limits()
         self.resolve_personality = resolve_personality
         self.kinds: Mapping[str, StepKind] = host.step_kinds
+        self._plans: dict[int, tuple[Sequence[Mapping[str, Any]], dict[str, Any], set[str]]] = {}
 
     def text_backend(self, personality: Personality) -> TextBackend:
-        if isinstance(self._text, TextBackend):
-            return self._text
-        return self._text(personality)
+        if self._text_is_backend:
+            return self._text  # type: ignore[return-value]
+        return self._text(personality)  # type: ignore[operator]
 
     def image_backend(self, name: str | None, model: str | None) -> ImageBackend:
         if self._image is None:
@@ -219,9 +227,9 @@ class Engine:
                 "no image backend is configured",
                 "install one (see `lollms plugins`) or turn painting off in the settings",
             )
-        if isinstance(self._image, ImageBackend):
-            return self._image
-        return self._image(name, model)
+        if self._image_is_backend:
+            return self._image  # type: ignore[return-value]
+        return self._image(name, model)  # type: ignore[operator]
 
     # -- a turn ----------------------------------------------------------------------------
     def run_turn(self, turn: Turn) -> Iterator[Event]:
@@ -232,8 +240,8 @@ class Engine:
         status: Any = "ok"
         try:
             pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
-            _declare_ids(pipeline, ctx.variables)
-            ctx.streamed_ids = streamed_ids(pipeline)
+            declared, ctx.streamed_ids = self._plan(pipeline)
+            ctx.variables.update(declared)
             yield from ctx.run_steps(pipeline, "pipeline")
             reply = ctx.reply or Reply(text=ctx.last_text or "")
             yield reply
@@ -261,8 +269,11 @@ class Engine:
         self._hook("lollms_turn_finished", turn=turn, result=done)
         yield done
 
-    def run_nested(self, parent: StepContext, turn: Turn) -> StepGen:
-        """Run another personality's pipeline inside a turn (the ``call`` step); returns its reply."""
+    def run_nested(self, parent: StepContext, turn: Turn, *, visible: bool = False) -> StepGen:
+        """Run another personality's pipeline inside a turn (the ``call`` step); returns its reply.
+
+        ``visible``: the caller's reply shows this output, so the callee's answer streams visibly.
+        """
         if parent.depth + 1 > self.limits.max_call_depth:
             raise LimitExceeded(
                 f"calls nested deeper than {self.limits.max_call_depth} levels",
@@ -272,11 +283,31 @@ class Engine:
         child.counters = parent.counters
         pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
         _declare_ids(pipeline, child.variables)
-        yield from child.run_steps(pipeline, f"{turn.personality.id}.pipeline")
+        if visible:
+            child.streamed_ids = streamed_ids(pipeline)
+        try:
+            yield from child.run_steps(pipeline, f"{turn.personality.id}.pipeline")
+        except Cancelled:
+            parent.last_text = child.last_text or parent.last_text  # the partial answer shown
+            raise
         return (child.reply.text if child.reply else child.last_text) or ""
+
+    def _plan(self, pipeline: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], set[str]]:
+        """The ids a pipeline declares and the ids it streams, worked out once per pipeline."""
+        entry = self._plans.get(id(pipeline))
+        if entry is None or entry[0] is not pipeline:  # the entry keeps its pipeline alive
+            declared: dict[str, Any] = {}
+            _declare_ids(pipeline, declared)
+            entry = (pipeline, declared, streamed_ids(pipeline))
+            if len(self._plans) >= 256:
+                self._plans.clear()
+            self._plans[id(pipeline)] = entry
+        return entry[1], entry[2]
 
     def _hook(self, name: str, **kwargs: Any) -> None:
         hook = getattr(self.host.pm.hook, name)
+        if not hook.get_hookimpls():  # nobody observes: skip pluggy's call machinery
+            return
         try:
             hook(**kwargs)
         except Exception as exc:  # a plugin's observer must never break a turn
@@ -369,7 +400,9 @@ class Engine:
                     "set on_error: continue (or fallback) on this step to go on without it"
                 )
                 yield finished("failed", error=message)
-                raise StepError(f"step '{step_id}' ({kind_name}) failed: {message}", hint) from exc
+                if isinstance(exc, StepFailed):  # a nested step's failure, already worded
+                    raise exc
+                raise StepFailed(f"step '{step_id}' ({kind_name}) failed: {message}", hint) from exc
             finally:
                 ctx.deadline = float("inf")
         self._store_output(ctx, kind, body, output)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -21,11 +21,44 @@ class TemplateError(ValueError):
     """A template or expression that could not be rendered; the message says where and why."""
 
 
+# Bounds on what one operator may build, so a template cannot exhaust memory or CPU
+# ("{{ 'a' * 10**9 }}", "{{ 2 ** 10**9 }}"); the sandbox already bounds range() the same way.
+MAX_REPEAT_LENGTH = 1_000_000
+MAX_POWER_BITS = 100_000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` checked before they allocate."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > MAX_REPEAT_LENGTH
+                ):
+                    raise SecurityError(
+                        f"repeating a sequence beyond {MAX_REPEAT_LENGTH} items is not allowed"
+                    )
+        elif (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and right * abs(left).bit_length() > MAX_POWER_BITS
+        ):
+            raise SecurityError(f"powers beyond {MAX_POWER_BITS} bits are not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
-    )
+    # Trailing newlines are kept: an answer_prefix such as "```python\n" must reach the model whole.
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    # lipsum(n) has no use in a personality and builds text of any size.
+    env.globals.pop("lipsum", None)
     return env
 
 
@@ -72,7 +105,10 @@ def render_value(source: Any, context: Mapping[str, Any]) -> Any:
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate a condition or value expression such as ``settings.paint and description|length > 20``."""
     try:
-        return _expression(expression.strip())(**context)
+        value = _expression(expression.strip())(**context)
+        if isinstance(value, Undefined):  # strict undefined fails only when used: fail here
+            value._fail_with_undefined_error()
+        return value
     except TemplateSyntaxError as exc:
         raise TemplateError(f"expression syntax error: {exc.message}") from None
     except Exception as exc:

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import ChatMessage, GenerationRequest, ImageRequest
-from ..engine import Cancelled, StepContext, StepError, StepGen, Turn, streamed_ids
+from ..engine import (
+    Cancelled,
+    LimitExceeded,
+    StepContext,
+    StepError,
+    StepGen,
+    Turn,
+    streamed_ids,
+)
 from ..events import ImageProduced, Progress, Reply, Token
 
 INT_OPTIONS = ("top_k", "max_tokens", "seed")
@@ -44,7 +52,8 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     prompt = ctx.render(body["prompt"]) if "prompt" in body else ctx.turn.message
     overrides: dict[str, Any] = {k: ctx.number(body, k, int) for k in INT_OPTIONS}
     overrides.update({k: ctx.number(body, k, float) for k in FLOAT_OPTIONS})
-    overrides["stop"] = (*personality.sampling.stop, *body.get("stop", ()))
+    # A step's stop strings add to the personality's and the user's, never replace them.
+    overrides["stop"] = (*ctx.sampling().stop, *body.get("stop", ()))
     sampling = ctx.sampling(overrides)
     remaining = ctx.engine.limits.max_tokens - ctx.counters.generation_tokens
     if sampling.max_tokens > remaining:
@@ -290,7 +299,10 @@ def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         if steps is None:
             raise StepError(f"no sub-pipeline named '{name}'", "define it under pipelines:")
         if ctx.depth + 1 > ctx.engine.limits.max_call_depth:
-            raise StepError(f"calls nested deeper than {ctx.engine.limits.max_call_depth} levels")
+            raise LimitExceeded(
+                f"calls nested deeper than {ctx.engine.limits.max_call_depth} levels",
+                "check for sub-pipelines that call each other in a cycle",
+            )
         turn = Turn(
             ctx.personality,
             message,
@@ -306,7 +318,11 @@ def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         child.variables.update(ctx.variables)
         if ctx.step_id in ctx.streamed_ids:
             child.streamed_ids = streamed_ids(steps)
-        output = yield from child.run_steps(steps, f"pipelines.{name}")
+        try:
+            output = yield from child.run_steps(steps, f"pipelines.{name}")
+        except Cancelled:
+            ctx.last_text = child.last_text or ctx.last_text  # the partial answer the user saw
+            raise
         return child.reply.text if child.reply else (child.last_text if output is None else output)
     resolve = ctx.engine.resolve_personality
     if resolve is None:
@@ -322,4 +338,5 @@ def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         ctx.turn.artifacts_dir,
         ctx.turn.cancel,
     )
-    return (yield from ctx.engine.run_nested(ctx, turn))
+    visible = ctx.step_id in ctx.streamed_ids
+    return (yield from ctx.engine.run_nested(ctx, turn, visible=visible))
