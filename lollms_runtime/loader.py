@@ -6,10 +6,7 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match, relevance
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import Prefixes, Sampling
 from .errors import PersonalityError, Problem
@@ -17,6 +14,10 @@ from .personality import Command, Personality, Setting
 from .plugins import PluginHost
 from .schema import SCHEMA_VERSION, build_schema
 from .yamldoc import Document, Path_, parse_yaml
+
+if TYPE_CHECKING:  # jsonschema costs ~75 ms to import: `lollms list` never needs it
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 PERSONALITY_FILE = "personality.yaml"
 
@@ -94,6 +95,8 @@ def _short(value: Any) -> str:
 
 @lru_cache(maxsize=8)
 def _validator_for(host: PluginHost) -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     schema = build_schema(host.step_kinds, host.postprocessors)
     schema["$defs"]["step"]["x-kind"] = "step"
     schema["$defs"]["operation"]["x-kind"] = "operation"
@@ -177,12 +180,22 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
                 key=True,
             )
         ]
+    from jsonschema.exceptions import best_match, relevance
+
     _normalize(data)
     errors = list(_validator_for(host).iter_errors(data))
     problems: list[Problem] = []
     if not errors:
         return problems
-    first = best_match(errors)
+
+    def rank(e: ValidationError) -> tuple[Any, ...]:
+        # jsonschema's relevance, except that among equally relevant errors the one written
+        # first in the file wins (its own tie-break prefers the *last* sibling).
+        depth, _path, *strength = relevance(e)
+        line, col = doc.mark(tuple(e.absolute_path))
+        return (depth, *strength, -line, -col)
+
+    first = best_match([max(errors, key=rank)])
     ordered = [
         first,
         *sorted(
@@ -335,6 +348,8 @@ def _problems_for(error: ValidationError, doc: Document, host: PluginHost) -> It
                 )
                 return
     if kind in ("anyOf", "oneOf") and context:
+        from jsonschema.exceptions import best_match
+
         deepest = best_match(context)
         yield from _problems_for(deepest, doc, host)
         return
