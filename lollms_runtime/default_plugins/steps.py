@@ -7,6 +7,7 @@ from typing import Any
 
 from ..contracts import StepKind
 from ..plugins import hookimpl
+from . import step_runners as run
 
 STEPS: dict[str, Any] = {"$ref": "#/$defs/steps"}
 TEMPLATE = {"type": "string", "description": "Jinja2 template."}
@@ -46,6 +47,7 @@ SAMPLING_OVERRIDES = {
 
 GENERATE = StepKind(
     name="generate",
+    run=run.run_generate,
     summary="One model call. Without a prompt: the conditioning, the discussion and the user's message.",
     schema={
         "type": "object",
@@ -107,6 +109,7 @@ BRANCH = {
 
 CONDITION = StepKind(
     name="condition",
+    run=run.run_condition,
     summary="Branching: if/elif/else on an expression or a yes/no question the model answers; "
     "switch on a value; choose among options by the model.",
     schema={
@@ -185,6 +188,7 @@ pipeline:
 
 POST_PROCESS = StepKind(
     name="post_process",
+    run=run.run_post_process,
     summary="A chain of operations on text (strip, regex, first paragraph, extract JSON, ...).",
     schema={
         "type": "object",
@@ -221,6 +225,7 @@ pipeline:
 
 TEXT_TO_IMAGE = StepKind(
     name="text_to_image",
+    run=run.run_text_to_image,
     summary="Paint images from a prompt with an image backend.",
     schema={
         "type": "object",
@@ -262,6 +267,7 @@ pipeline:
 
 REPLY = StepKind(
     name="reply",
+    run=run.run_reply,
     summary="What the user sees: text, images, and which step outputs the trace shows.",
     schema={
         "type": "object",
@@ -295,6 +301,7 @@ pipeline:
 
 SET = StepKind(
     name="set",
+    run=run.run_set,
     summary="Set variables (values or templates) for later steps.",
     schema={
         "type": "object",
@@ -315,6 +322,7 @@ pipeline:
 
 LOOP = StepKind(
     name="loop",
+    run=run.run_loop,
     summary="Repeat steps while an expression holds, at most max times.",
     schema={
         "type": "object",
@@ -348,6 +356,7 @@ pipeline:
 
 FOR_EACH = StepKind(
     name="for_each",
+    run=run.run_for_each,
     summary="Run steps once per item of a list (capped); the outputs are collected in a list.",
     schema={
         "type": "object",
@@ -385,6 +394,7 @@ pipeline:
 
 CALL = StepKind(
     name="call",
+    run=run.run_call,
     summary="Run a named sub-pipeline of this file, or another personality, and use its reply.",
     schema={
         "type": "object",

@@ -1,0 +1,446 @@
+"""The pipeline engine: runs a personality's steps for one user message and yields events.
+
+A step kind's runner is a generator ``run(ctx, body)`` that yields events and *returns* the step's
+output (``output = yield from kind.run(ctx, body)``); the engine handles ids, ``when``, retries,
+``on_error``, limits, cancellation and the trace.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .backends.base import ChatMessage, ImageBackend, Sampling, TextBackend
+from .contracts import StepKind
+from .errors import LollmsError
+from .events import (
+    Done,
+    Event,
+    Reply,
+    StepFinished,
+    StepStarted,
+    TurnError,
+)
+from .personality import Personality
+from .plugins import PluginHost
+from .templating import TemplateError, evaluate, render, render_value
+
+StepGen = Generator[Event, None, Any]
+
+# A personality without a pipeline is a chat: one generate, one reply.
+DEFAULT_PIPELINE: tuple[Mapping[str, Any], ...] = (
+    {"generate": {"id": "answer"}},
+    {"reply": {"text": "{{ answer }}"}},
+)
+
+
+class StepError(LollmsError):
+    """A step that failed in a way the user can act on; ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class Cancelled(Exception):
+    """The turn was cancelled (Stop button, Ctrl-C)."""
+
+
+class LimitExceeded(StepError):
+    """A turn went past one of its limits (steps, loop iterations, tokens, time)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int = 200
+    max_loop_iterations: int = 100
+    max_tokens: int = 32768
+    step_timeout: float = 600.0
+    max_call_depth: int = 4
+
+
+@dataclass
+class Turn:
+    """What a turn runs on: the personality, the message, the discussion so far and the settings."""
+
+    personality: Personality
+    message: str
+    history: Sequence[ChatMessage] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    sampling: Mapping[str, Any] = field(default_factory=dict)  # user overrides from the app/CLI
+    discussion_id: str | None = None
+    artifacts_dir: Path | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Counters:
+    steps: int = 0
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+
+
+class StepContext:
+    """What a step runner sees: the turn, the variables so far, the backends and helpers."""
+
+    def __init__(self, engine: Engine, turn: Turn, depth: int = 0) -> None:
+        self.engine = engine
+        self.turn = turn
+        self.personality = turn.personality
+        self.depth = depth
+        self.counters = _Counters()
+        self.variables: dict[str, Any] = {}
+        self.reply: Reply | None = None
+        self.last_text: str | None = None
+        self.streamed_ids: set[str] = set()
+        self.step_id = ""
+        self.step_path = ""
+        self.deadline = float("inf")
+        self.usage: dict[str, int] = {}
+        self.settings = turn.personality.resolve_settings(turn.settings)
+        self.base: dict[str, Any] = {
+            "message": turn.message,
+            "history": [{"role": m.role, "content": m.content} for m in turn.history],
+            "settings": self.settings,
+            "personality": {
+                "id": turn.personality.id,
+                "name": turn.personality.name,
+                "conditioning": turn.personality.conditioning,
+                "language": turn.personality.language,
+            },
+            "now": datetime.now().astimezone(),
+        }
+
+    # -- templates -------------------------------------------------------------------------
+    def context(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        ctx = {**self.variables, **self.base}
+        if extra:
+            ctx.update(extra)
+        return ctx
+
+    def render(self, source: str, extra: Mapping[str, Any] | None = None) -> str:
+        return render(source, self.context(extra))
+
+    def value(self, source: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        return render_value(source, self.context(extra))
+
+    def evaluate(self, expression: str, extra: Mapping[str, Any] | None = None) -> Any:
+        return evaluate(expression, self.context(extra))
+
+    def number(self, body: Mapping[str, Any], key: str, kind: type[int] | type[float]) -> Any:
+        """A numeric option that may be written as a template; ``None`` when absent."""
+        if key not in body:
+            return None
+        raw = self.value(body[key])
+        try:
+            return kind(raw)
+        except (TypeError, ValueError):
+            raise StepError(f"option '{key}' must be a {kind.__name__}, got {raw!r}") from None
+
+    # -- backends --------------------------------------------------------------------------
+    def text_backend(self) -> TextBackend:
+        return self.engine.text_backend(self.personality)
+
+    def image_backend(self, name: str | None = None, model: str | None = None) -> ImageBackend:
+        return self.engine.image_backend(name, model)
+
+    def sampling(self, overrides: Mapping[str, Any] | None = None) -> Sampling:
+        sampling = self.personality.sampling.merged(self.turn.sampling).merged(overrides)
+        return sampling
+
+    def check_cancel(self) -> None:
+        if self.turn.cancel.is_set():
+            raise Cancelled()
+        if time.monotonic() > self.deadline:
+            raise StepError(
+                f"step '{self.step_id}' took longer than its time limit",
+                "raise its timeout: or simplify the step",
+            )
+
+    def count_tokens(self, prompt: int, generated: int, cached: int = 0) -> None:
+        self.counters.prompt_tokens += prompt
+        self.counters.generation_tokens += generated
+        self.usage["prompt_tokens"] = self.usage.get("prompt_tokens", 0) + prompt
+        self.usage["generation_tokens"] = self.usage.get("generation_tokens", 0) + generated
+        self.usage["cached_tokens"] = self.usage.get("cached_tokens", 0) + cached
+        total = self.counters.prompt_tokens + self.counters.generation_tokens
+        if self.counters.generation_tokens > self.engine.limits.max_tokens:
+            raise LimitExceeded(
+                f"the turn generated more than {self.engine.limits.max_tokens} tokens (total {total})",
+                "lower max_tokens in the pipeline, or raise the engine's token limit",
+            )
+
+    # -- nested steps ----------------------------------------------------------------------
+    def run_steps(self, steps: Sequence[Mapping[str, Any]], path: str) -> StepGen:
+        """Run a list of steps (used by condition, loop, for_each); returns the last output."""
+        output: Any = None
+        for index, step in enumerate(steps):
+            output = yield from self.engine._run_step(self, step, f"{path}[{index}]")
+        return output
+
+
+class Engine:
+    """Runs turns. Backends are resolved lazily through ``text_backends``/``image_backends``."""
+
+    def __init__(
+        self,
+        host: PluginHost,
+        text_backend: Callable[[Personality], TextBackend] | TextBackend,
+        image_backend: Callable[[str | None, str | None], ImageBackend]
+        | ImageBackend
+        | None = None,
+        *,
+        limits: Limits | None = None,
+        resolve_personality: Callable[[str], Personality] | None = None,
+    ) -> None:
+        self.host = host
+        self._text = text_backend
+        self._image = image_backend
+        self.limits = limits or Limits()
+        self.resolve_personality = resolve_personality
+        self.kinds: Mapping[str, StepKind] = host.step_kinds
+
+    def text_backend(self, personality: Personality) -> TextBackend:
+        if isinstance(self._text, TextBackend):
+            return self._text
+        return self._text(personality)
+
+    def image_backend(self, name: str | None, model: str | None) -> ImageBackend:
+        if self._image is None:
+            raise StepError(
+                "no image backend is configured",
+                "install one (see `lollms plugins`) or turn painting off in the settings",
+            )
+        if isinstance(self._image, ImageBackend):
+            return self._image
+        return self._image(name, model)
+
+    # -- a turn ----------------------------------------------------------------------------
+    def run_turn(self, turn: Turn) -> Iterator[Event]:
+        """Run the personality's pipeline on ``turn.message``; always ends with a Done event."""
+        ctx = StepContext(self, turn)
+        started = time.monotonic()
+        self._hook("lollms_turn_started", turn=turn)
+        status: Any = "ok"
+        try:
+            pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
+            _declare_ids(pipeline, ctx.variables)
+            ctx.streamed_ids = _streamed_ids(pipeline)
+            yield from ctx.run_steps(pipeline, "pipeline")
+            reply = ctx.reply or Reply(text=ctx.last_text or "")
+            yield reply
+        except Cancelled:
+            status = "cancelled"
+            reply = Reply(text=ctx.last_text or "")
+        except StepError as exc:
+            status = "error"
+            reply = Reply(text="")
+            yield TurnError(str(exc), ctx.step_id, exc.hint)
+        except TemplateError as exc:
+            status = "error"
+            reply = Reply(text="")
+            yield TurnError(
+                f"step '{ctx.step_id}': {exc}", ctx.step_id, "fix the template in the personality"
+            )
+        done = Done(
+            status=status,
+            text=reply.text,
+            duration=time.monotonic() - started,
+            prompt_tokens=ctx.counters.prompt_tokens,
+            generation_tokens=ctx.counters.generation_tokens,
+            steps=ctx.counters.steps,
+        )
+        self._hook("lollms_turn_finished", turn=turn, result=done)
+        yield done
+
+    def run_nested(self, parent: StepContext, turn: Turn) -> StepGen:
+        """Run another personality's pipeline inside a turn (the ``call`` step); returns its reply."""
+        if parent.depth + 1 > self.limits.max_call_depth:
+            raise LimitExceeded(
+                f"calls nested deeper than {self.limits.max_call_depth} levels",
+                "check for personalities that call each other in a cycle",
+            )
+        child = StepContext(self, turn, parent.depth + 1)
+        child.counters = parent.counters
+        pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
+        _declare_ids(pipeline, child.variables)
+        yield from child.run_steps(pipeline, f"{turn.personality.id}.pipeline")
+        return (child.reply.text if child.reply else child.last_text) or ""
+
+    def _hook(self, name: str, **kwargs: Any) -> None:
+        hook = getattr(self.host.pm.hook, name)
+        try:
+            hook(**kwargs)
+        except Exception as exc:  # a plugin's observer must never break a turn
+            self.host.failures.append(_hook_failure(name, exc))
+
+    # -- one step --------------------------------------------------------------------------
+    def _run_step(self, ctx: StepContext, step: Mapping[str, Any], path: str) -> StepGen:
+        ((kind_name, body),) = step.items()
+        body = body or {}
+        kind = self.kinds.get(kind_name)
+        if kind is None or kind.run is None:
+            raise StepError(f"step kind '{kind_name}' is not available", "is its plugin installed?")
+        ctx.check_cancel()
+        ctx.counters.steps += 1
+        if ctx.counters.steps > self.limits.max_steps:
+            raise LimitExceeded(
+                f"the turn ran more than {self.limits.max_steps} steps",
+                "check loops and calls in the pipeline",
+            )
+        step_id = (
+            str(body.get("id") or f"{kind_name}_{ctx.counters.steps}") if kind.common else kind_name
+        )
+        title = str(body.get("title") or step_id) if kind.common else kind_name
+        outer_id, outer_path = ctx.step_id, ctx.step_path
+        ctx.step_id, ctx.step_path = step_id, path
+        yield StepStarted(step_id, kind_name, title, path)
+        started = time.monotonic()
+        ctx.usage = {}
+
+        def finished(
+            status: Any, output: Any = None, error: str = "", detail: str = ""
+        ) -> StepFinished:
+            return StepFinished(
+                step_id,
+                kind_name,
+                title,
+                path,
+                status,
+                output,
+                time.monotonic() - started,
+                ctx.usage.get("prompt_tokens", 0),
+                ctx.usage.get("cached_tokens", 0),
+                ctx.usage.get("generation_tokens", 0),
+                detail,
+                error,
+            )
+
+        when = body.get("when") if kind.common else None
+        if when is not None and not ctx.evaluate(when):
+            yield finished("skipped", detail=f"when: {when} was false")
+            ctx.step_id, ctx.step_path = outer_id, outer_path
+            return None
+
+        retries = int(body.get("retries", 0)) if kind.common else 0
+        on_error = body.get("on_error", "fail") if kind.common else "fail"
+        timeout = (
+            float(body.get("timeout", self.limits.step_timeout))
+            if kind.common
+            else self.limits.step_timeout
+        )
+        attempt = 0
+        while True:
+            ctx.deadline = time.monotonic() + timeout
+            try:
+                assert kind.run is not None
+                output = yield from kind.run(ctx, body)
+                break
+            except (Cancelled, LimitExceeded):
+                raise
+            except (StepError, TemplateError, ValueError, OSError, RuntimeError) as exc:
+                attempt += 1
+                if attempt <= retries and not ctx.turn.cancel.is_set():
+                    continue
+                message = str(exc)
+                if on_error == "continue":
+                    yield finished("failed", error=message)
+                    ctx.step_id, ctx.step_path = outer_id, outer_path
+                    return None
+                if on_error == "fallback":
+                    output = ctx.value(body.get("fallback", ""))
+                    self._store_output(ctx, kind, body, output)
+                    yield finished("fallback", output, error=message)
+                    ctx.step_id, ctx.step_path = outer_id, outer_path
+                    return output
+                hint = getattr(exc, "hint", "") or (
+                    "set on_error: continue (or fallback) on this step to go on without it"
+                )
+                yield finished("failed", error=message)
+                raise StepError(f"step '{step_id}' ({kind_name}) failed: {message}", hint) from exc
+            finally:
+                ctx.deadline = float("inf")
+        self._store_output(ctx, kind, body, output)
+        detail = str(ctx.variables.pop("__detail__", "") or "")
+        yield finished("ok", output, detail=detail)
+        result = StepFinished(step_id, kind_name, title, path, "ok", output)
+        self._hook("lollms_step_finished", turn=ctx.turn, step=step, result=result)
+        ctx.step_id, ctx.step_path = outer_id, outer_path
+        return output
+
+    @staticmethod
+    def _store_output(
+        ctx: StepContext, kind: StepKind, body: Mapping[str, Any], output: Any
+    ) -> None:
+        if kind.common and body.get("id"):
+            ctx.variables[str(body["id"])] = output
+        if isinstance(output, str) and kind.name in ("generate", "post_process", "call"):
+            ctx.last_text = output
+
+
+def _hook_failure(name: str, exc: BaseException) -> Any:
+    from .plugins import PluginFailure
+
+    return PluginFailure(name="(observer)", stage=name, error=f"{type(exc).__name__}: {exc}")
+
+
+def _walk(steps: Sequence[Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every (kind, body) of a pipeline, nested steps included, in document order."""
+    for step in steps:
+        if not (isinstance(step, Mapping) and len(step) == 1):
+            continue
+        ((kind, body),) = step.items()
+        if not isinstance(body, Mapping):
+            continue
+        yield kind, body
+        if kind == "set":
+            continue
+        for key, value in body.items():
+            if key not in ("ops", "fallback"):
+                for nested in _nested_step_lists(value):
+                    yield from _walk(nested)
+
+
+def _nested_step_lists(value: Any) -> Iterator[Sequence[Any]]:
+    if isinstance(value, list):
+        if all(isinstance(v, Mapping) and len(v) == 1 for v in value):
+            yield value
+        else:  # elif: a list of {if/ask, then} branches
+            for branch in value:
+                if isinstance(branch, Mapping) and isinstance(branch.get("then"), list):
+                    yield branch["then"]
+    elif isinstance(value, Mapping):  # cases: name -> steps
+        for inner in value.values():
+            if isinstance(inner, list):
+                yield inner
+
+
+def _declare_ids(steps: Sequence[Mapping[str, Any]], variables: dict[str, Any]) -> None:
+    """Every id and variable of the pipeline exists from the start (None until set), so a reply may
+    mention the output of a branch that did not run."""
+    for kind, body in _walk(steps):
+        if kind == "set":
+            for name in body:
+                variables.setdefault(str(name), None)
+        elif isinstance(body.get("id"), str):
+            variables.setdefault(body["id"], None)
+
+
+def _streamed_ids(steps: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Generate steps whose output the reply shows: their tokens are streamed as the visible draft."""
+    import re
+
+    replies = [body for kind, body in _walk(steps) if kind == "reply"]
+    texts = [str(body.get("text", "")) for body in replies]
+    if not replies:
+        generates = [body for kind, body in _walk(steps) if kind == "generate"]
+        return {str(generates[-1].get("id", ""))} if generates else set()
+    names: set[str] = set()
+    for text in texts:
+        names.update(re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)", text))
+    return names

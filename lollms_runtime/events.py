@@ -1,0 +1,90 @@
+"""The events a turn yields: the one primitive the CLI, the web app and the HTTP API consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+StepStatus = Literal["ok", "skipped", "failed", "fallback"]
+TurnStatus = Literal["ok", "error", "cancelled"]
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    step_id: str
+    kind: str
+    title: str
+    path: str  # where the step is written, e.g. pipeline[2].condition.then[0]
+
+
+@dataclass(frozen=True)
+class Token:
+    """Streamed text from a generate step; ``visible`` when it is (a draft of) the reply."""
+
+    text: str
+    step_id: str
+    visible: bool = True
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    step_id: str
+    kind: str
+    title: str
+    path: str
+    status: StepStatus
+    output: Any = None
+    duration: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generation_tokens: int = 0
+    detail: str = ""  # e.g. the branch a condition took and the model's probability
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ImageProduced:
+    step_id: str
+    path: Path
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress of a long step (e.g. denoising steps of text_to_image)."""
+
+    step_id: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the user sees: the final text, images, and the step outputs the trace shows."""
+
+    text: str
+    images: tuple[Path, ...] = ()
+    shown: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TurnError:
+    """A turn that failed: ``message`` says what happened and what to do."""
+
+    message: str
+    step_id: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Done:
+    status: TurnStatus
+    text: str = ""
+    duration: float = 0.0
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    steps: int = 0
+
+
+Event = StepStarted | Token | StepFinished | ImageProduced | Progress | Reply | TurnError | Done
