@@ -79,7 +79,10 @@ def get_plugin_manager(
             _register(pm, plugin, ep.name, failures)
 
     for plugin in extra_plugins:
-        _register(pm, plugin, None, failures)
+        # Named like pluggy names modules, and instances after their class, so that failures
+        # are reported by a readable name rather than an object id.
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        _register(pm, plugin, None if pm.has_plugin(name) else name, failures)
     for module_name in DEFAULT_PLUGINS:
         _register(pm, importlib.import_module(module_name), module_name, failures)
     return pm

@@ -60,7 +60,12 @@ def parse_yaml(text: str, file: str) -> Document:
         raise PersonalityError(
             [
                 Problem(
-                    file, line, col, "", f"YAML syntax error: {what}", _syntax_hint(what, source_line)
+                    file,
+                    line,
+                    col,
+                    "",
+                    f"YAML syntax error: {what}",
+                    _syntax_hint(what, source_line),
                 )
             ]
         ) from None

@@ -196,9 +196,7 @@ def host() -> PluginHost:
     return PluginHost(get_plugin_manager(load_entry_points=False))
 
 
-def error_text(
-    text: str, host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> str:
+def error_text(text: str, host: PluginHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.chdir(tmp_path)
     Path("p.yaml").write_text(text, encoding="utf-8")
     with pytest.raises(PersonalityError) as caught:
@@ -206,7 +204,9 @@ def error_text(
     return str(caught.value)
 
 
-@pytest.mark.parametrize(("text", "expected"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+@pytest.mark.parametrize(
+    ("text", "expected"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES]
+)
 def test_common_mistake_message(
     text: str,
     expected: str,
