@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import Prefixes, Sampling
+from .contracts import StepKind
 from .errors import PersonalityError, Problem
 from .personality import Command, Personality, Setting
 from .plugins import PluginHost
@@ -182,7 +183,7 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
         ]
     from jsonschema.exceptions import best_match, relevance
 
-    _normalize(data)
+    _normalize(data, host.step_kinds)
     errors = list(_validator_for(host).iter_errors(data))
     problems: list[Problem] = []
     if not errors:
@@ -223,39 +224,57 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     return problems
 
 
-def _normalize(data: dict[str, Any]) -> None:
-    """Accept the short forms: ``- reply`` and ``- reply:`` (no options), and ops written as names."""
+def _normalize(data: dict[str, Any], kinds: Mapping[str, StepKind]) -> None:
+    """Accept the short forms: ``- reply`` and ``- reply:`` (no options), and ops written as names.
+
+    Only the keys a kind declares as ``nested`` hold steps: a list of strings elsewhere (``stop``,
+    ``choose``, ``images``) is data and stays as written.
+    """
+
+    def step(items: list[Any], i: int) -> None:
+        if isinstance(items[i], str):
+            items[i] = {items[i]: {}}
+        item = items[i]
+        if not (isinstance(item, dict) and len(item) == 1):
+            return
+        ((kind, body),) = item.items()
+        if body is None:
+            item[kind] = body = {}
+        if not isinstance(body, dict):
+            return
+        ops = body.get("ops")
+        if kind == "post_process" and isinstance(ops, list):
+            body["ops"] = [{op: None} if isinstance(op, str) else op for op in ops]
+        spec = kinds.get(kind)
+        for key in spec.nested if spec else ():
+            if key in body:
+                nested(body[key])
 
     def steps(items: Any) -> None:
-        if not isinstance(items, list):
-            return
-        for i, step in enumerate(items):
-            if isinstance(step, str):
-                items[i] = step = {step: {}}
-            if isinstance(step, dict) and len(step) == 1:
-                ((kind, body),) = step.items()
-                if body is None:
-                    step[kind] = body = {}
-                if isinstance(body, dict):
-                    ops = body.get("ops")
-                    if kind == "post_process" and isinstance(ops, list):
-                        body["ops"] = [{op: None} if isinstance(op, str) else op for op in ops]
-                    for key, value in body.items():
-                        if key != "ops":
-                            nested(value)
+        if isinstance(items, list):
+            for i in range(len(items)):
+                step(items, i)
 
     def nested(value: Any) -> None:
-        if isinstance(value, list) and value and all(isinstance(v, dict | str) for v in value):
-            steps(value)
-        elif isinstance(value, dict):
+        # A step list, a mapping of names to step lists (cases), or a list of branches (elif).
+        if isinstance(value, dict):
             for v in value.values():
                 nested(v)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                is_step = isinstance(item, str) or (
+                    isinstance(item, dict) and len(item) == 1 and next(iter(item)) in kinds
+                )
+                if is_step:
+                    step(value, i)
+                elif isinstance(item, dict):
+                    for v in item.values():
+                        nested(v)
 
     steps(data.get("pipeline"))
-    for sub in (
-        (data.get("pipelines") or {}).values() if isinstance(data.get("pipelines"), dict) else ()
-    ):
-        steps(sub)
+    if isinstance(data.get("pipelines"), dict):
+        for sub in data["pipelines"].values():
+            steps(sub)
 
 
 def _hint(schema: Mapping[str, Any]) -> str:

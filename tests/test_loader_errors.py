@@ -347,3 +347,50 @@ def test_schema_versions_migrate_to_the_current_one(
     p = load_personality(file, host)
     assert p.conditioning == "Be brief."
     assert p.raw["schema"] == 2
+
+
+def test_short_forms_are_normalized_only_where_steps_go(host: PluginHost, tmp_path: Path) -> None:
+    file = tmp_path / "personality.yaml"
+    file.write_text(
+        HEAD
+        + textwrap.dedent(
+            """\
+            pipeline:
+              - generate: {stop: ["###"]}
+              - condition:
+                  choose: [a, b]
+                  cases: {a: [reply]}
+                  default: [{set: {x: 1}}, reply]
+              - condition:
+                  if: "true"
+                  then: [generate]
+                  elif: [{if: "false", then: [reply]}]
+              - post_process: {ops: [strip, {truncate: 5}]}
+              - reply: {images: ["{{ x }}"]}
+            pipelines:
+              sub: [reply]
+            """
+        ),
+        encoding="utf-8",
+    )
+    p = load_personality(file, host)
+    assert p.pipeline == (
+        {"generate": {"stop": ["###"]}},
+        {
+            "condition": {
+                "choose": ["a", "b"],
+                "cases": {"a": [{"reply": {}}]},
+                "default": [{"set": {"x": 1}}, {"reply": {}}],
+            }
+        },
+        {
+            "condition": {
+                "if": "true",
+                "then": [{"generate": {}}],
+                "elif": [{"if": "false", "then": [{"reply": {}}]}],
+            }
+        },
+        {"post_process": {"ops": [{"strip": None}, {"truncate": 5}]}},
+        {"reply": {"images": ["{{ x }}"]}},
+    )
+    assert p.pipelines == {"sub": ({"reply": {}},)}
