@@ -86,7 +86,9 @@ def main() -> None:
         import_s, _ = timed([py, "-c", "import lollms_runtime"], env, args.runs)
         cli = [py, "-m", "lollms_runtime.cli"]
         help_s, _ = timed([*cli, "--help"], env, args.runs)
-        list_s, out = timed([*cli, "list", "--json", "--personalities", str(folder)], env, args.runs)
+        list_s, out = timed(
+            [*cli, "list", "--json", "--personalities", str(folder)], env, args.runs
+        )
         listed = out.count('"id":')
         if listed != args.count:
             raise SystemExit(f"lollms list found {listed} personalities, expected {args.count}")

@@ -21,7 +21,12 @@ def _type(spec: Mapping[str, Any]) -> str:
     items = spec.get("items")
     if kind == "array" and isinstance(items, Mapping) and ("type" in items or "$ref" in items):
         text = f"list of {_type(items)}"
-    signs = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))
+    signs = (
+        ("minimum", "≥"),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "≤"),
+        ("exclusiveMaximum", "<"),
+    )
     bounds = [f"{sign} {spec[key]}" for key, sign in signs if key in spec]
     return text + (f" ({', '.join(bounds)})" if bounds else "")
 

@@ -192,9 +192,9 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     def rank(e: ValidationError) -> tuple[Any, ...]:
         # jsonschema's relevance, except that among equally relevant errors the one written
         # first in the file wins (its own tie-break prefers the *last* sibling).
-        depth, _path, *strength = relevance(e)
+        key: tuple[Any, ...] = relevance(e)  # type: ignore[assignment]
         line, col = doc.mark(tuple(e.absolute_path))
-        return (depth, *strength, -line, -col)
+        return (key[0], *key[2:], -line, -col)  # key[1] is the path: the jsonschema tie-break
 
     first = best_match([max(errors, key=rank)])
     ordered = [

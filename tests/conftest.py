@@ -55,9 +55,10 @@ def pip_install_target(packages: Sequence[Path], target: Path) -> None:
         import hatchling  # noqa: F401  (the test packages build with it, without isolation)
     except ImportError:
         pytest.fail("hatchling is missing from the environment: pip install hatchling")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+    command += ["--no-build-isolation", "--no-index", "--target", str(target)]
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--no-index", "--target", str(target), *map(str, packages)],
+        [*command, *map(str, packages)],
         capture_output=True,
         text=True,
         timeout=300,

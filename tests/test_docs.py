@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,16 @@ def test_the_guide_covers_the_format_and_points_to_the_reference() -> None:
         assert topic in guide, f"docs/format.md does not mention {topic}"
     for kind in BUILTIN_STEP_KINDS:
         assert f"`{kind.name}`" in guide, f"docs/format.md does not mention the {kind.name} step"
+
+
+def test_complete_examples_in_the_guide_are_valid(plugin_host: PluginHost, tmp_path: Path) -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.DOTALL)
+    complete = [block for block in blocks if block.startswith("schema: 1\n")]
+    assert len(complete) >= 4
+    for number, block in enumerate(complete):
+        file = tmp_path / f"example{number}.yaml"
+        file.write_text(block, encoding="utf-8")
+        try:
+            load_personality(file, plugin_host)
+        except PersonalityError as exc:
+            pytest.fail(f"example {number} of docs/format.md is invalid:\n{exc}")

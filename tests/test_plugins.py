@@ -102,7 +102,7 @@ def test_lollms_startup_reaches_plugins(test_plugin: ModuleType) -> None:
     host = host_with(test_plugin)
     runtime = object()
     host.pm.hook.lollms_startup(runtime=runtime)
-    assert test_plugin.EVENTS == [("lollms_startup", runtime)]
+    assert [("lollms_startup", runtime)] == test_plugin.EVENTS
 
 
 def test_backends_and_personalities_are_collected(test_plugin: ModuleType) -> None:
