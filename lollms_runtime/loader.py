@@ -187,7 +187,7 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     errors = list(_validator_for(host).iter_errors(data))
     problems: list[Problem] = []
     if not errors:
-        return problems
+        return _check_settings(doc, data)
 
     def rank(e: ValidationError) -> tuple[Any, ...]:
         # jsonschema's relevance, except that among equally relevant errors the one written
@@ -222,6 +222,31 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
                 seen.add(text)
                 problems.append(problem)
     return problems
+
+
+def _check_settings(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
+    """What the schema cannot say: a setting's default lies within its own bounds and choices."""
+    problems: list[Problem] = []
+    for name, spec in (data.get("settings") or {}).items():
+        default = spec["default"]
+        where = ("settings", name, "default")
+        if "enum" in spec and default not in spec["enum"]:
+            choices = ", ".join(map(str, spec["enum"]))
+            problems.append(
+                doc.problem(where, f"{_short(default)} is not one of: {choices}", _DEFAULT_HINT)
+            )
+        number = isinstance(default, int | float) and not isinstance(default, bool)
+        low, high = spec.get("minimum"), spec.get("maximum")
+        if number and low is not None and default < low:
+            message = f"{default} is below the minimum of {low}"
+            problems.append(doc.problem(where, message, _DEFAULT_HINT))
+        if number and high is not None and default > high:
+            message = f"{default} is above the maximum of {high}"
+            problems.append(doc.problem(where, message, _DEFAULT_HINT))
+    return problems
+
+
+_DEFAULT_HINT = "the default must be a value the setting allows"
 
 
 def _normalize(data: dict[str, Any], kinds: Mapping[str, StepKind]) -> None:

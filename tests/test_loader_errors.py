@@ -180,6 +180,24 @@ MISTAKES = [
         "and use its reply.",
     ),
     (
+        "setting default of the wrong type",
+        HEAD + "settings:\n  paint: {type: boolean, default: 'yes'}\n",
+        "p.yaml:5:35: settings.paint.default: expected a boolean, got a string ('yes')\n"
+        "    hint: The default must be a value of the setting's type (boolean).",
+    ),
+    (
+        "setting default outside its range",
+        HEAD + "settings:\n  steps: {type: integer, minimum: 1, maximum: 50, default: 80}\n",
+        "p.yaml:5:60: settings.steps.default: 80 is above the maximum of 50\n"
+        "    hint: the default must be a value the setting allows",
+    ),
+    (
+        "setting default not among its choices",
+        HEAD + "settings:\n  width: {type: integer, enum: [256, 512], default: 300}\n",
+        "p.yaml:5:53: settings.width.default: 300 is not one of: 256, 512\n"
+        "    hint: the default must be a value the setting allows",
+    ),
+    (
         "setting without a default",
         HEAD + "settings:\n  width: {type: integer}\n",
         "p.yaml:5:3: settings.width: missing required key 'default'\n"
