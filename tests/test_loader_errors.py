@@ -198,6 +198,27 @@ MISTAKES = [
         "    hint: the default must be a value the setting allows",
     ),
     (
+        "template syntax error",
+        HEAD + 'pipeline:\n  - generate: {prompt: "Describe {{ message }"}\n',
+        "p.yaml:5:24: pipeline[0].generate.prompt: template syntax error: unexpected '}'\n"
+        "    hint: check that every {{ has its }} and every {% if %} its {% endif %}",
+    ),
+    (
+        "expression written as a template",
+        HEAD + 'pipeline:\n  - reply: {when: "{{ settings.paint }}"}\n',
+        "p.yaml:5:19: pipeline[0].reply.when: expression syntax error: "
+        "expected token ':', got '}'\n"
+        "    hint: write a Jinja expression, without {{ }}: e.g. settings.paint and message",
+    ),
+    (
+        "unfinished condition in a nested branch",
+        HEAD + "pipeline:\n  - condition:\n      if: 'true'\n      then:\n"
+        "        - loop: {while: 'n <', steps: [reply]}\n",
+        "p.yaml:8:25: pipeline[0].condition.then[0].loop.while: expression syntax error: "
+        "unexpected 'end of template'\n"
+        "    hint: write a Jinja expression, without {{ }}: e.g. settings.paint and message",
+    ),
+    (
         "setting without a default",
         HEAD + "settings:\n  width: {type: integer}\n",
         "p.yaml:5:3: settings.width: missing required key 'default'\n"
