@@ -115,6 +115,7 @@ class Catalog:
         self.entries: list[Entry] = []
         self.conflicts: list[str] = []
         self.broken: list[Entry] = []
+        self.missing: list[str] = []  # folders given that do not exist (a typo, most likely)
         self._loaded: dict[str, Personality] = {}
         by_id: dict[str, Entry] = {}
         for path, origin in self._sources(directories):
@@ -138,9 +139,13 @@ class Catalog:
 
     def _sources(self, directories: Iterable[str | Path]) -> Iterator[tuple[Path, str]]:
         for directory in directories:
+            if not Path(directory).is_dir():
+                self.missing.append(f"--personalities {directory}: no such folder")
             for path in _folders_in(Path(directory)):
                 yield path, f"--personalities {directory}"
         for directory in filter(None, os.environ.get(PATH_VARIABLE, "").split(os.pathsep)):
+            if not Path(directory).is_dir():
+                self.missing.append(f"{PATH_VARIABLE}: no such folder {directory}")
             for path in _folders_in(Path(directory)):
                 yield path, f"{PATH_VARIABLE}"
         for path, plugin in self.host.personality_sources:

@@ -321,3 +321,15 @@ def test_catalog_entry_error_is_actionable(plugin_host: PluginHost, collection: 
     with pytest.raises(LollmsError) as caught:
         catalog.get("nobody")
     assert str(caught.value) == "no personality with id 'nobody'. See `lollms list`."
+
+
+def test_a_folder_that_does_not_exist_is_named(
+    lollms: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOLLMS_PERSONALITIES_PATH", str(tmp_path / "nope"))
+    code, _, err = lollms("list", "--personalities", str(tmp_path / "typo"))
+    assert code == 0
+    assert err.splitlines() == [
+        f"warning: --personalities {tmp_path / 'typo'}: no such folder",
+        f"warning: LOLLMS_PERSONALITIES_PATH: no such folder {tmp_path / 'nope'}",
+    ]
