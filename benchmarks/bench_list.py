@@ -62,7 +62,11 @@ def timed(command: list[str], env: dict[str, str], runs: int) -> tuple[float, st
     times = []
     for n in range(runs + 1):
         start = time.perf_counter()
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        # cwd=ROOT: `python -m`/`-c` put the working directory first on sys.path, so this
+        # checkout (and not whatever `lollms_runtime` sits in the caller's folder) is measured.
+        done = subprocess.run(
+            command, env=env, cwd=ROOT, capture_output=True, text=True, check=True
+        )
         if n:  # the first run only warms the file-system and bytecode caches
             times.append(time.perf_counter() - start)
         out = done.stdout
