@@ -42,7 +42,7 @@ def run_lollms(
     return subprocess.run(
         [sys.executable, "-m", "lollms_runtime.cli", *args],
         env=full,
-        cwd=cwd,
+        cwd=cwd or REPO_ROOT,  # `-m` puts the working directory first on sys.path
         capture_output=True,
         text=True,
         timeout=120,
