@@ -56,7 +56,8 @@ benchmarks: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_all.py
 
 docs: setup
-	$(BIN)/lollms schema --markdown > docs/reference.md
+	# built-ins only: the reference must not depend on which plugins this machine has
+	LOLLMS_LOAD_PLUGINS= $(BIN)/lollms schema --markdown > docs/reference.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

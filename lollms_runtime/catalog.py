@@ -57,9 +57,38 @@ def _folders_in(directory: Path) -> Iterator[Path]:
             continue
 
 
+IDENTITY_KEYS = frozenset({"id", "name", "version", "category", "description"})
+
+
+def _identity(text: str) -> Any:
+    """The identity keys of a YAML document, without building the rest of it.
+
+    The C parser still reads the whole file (so syntax is judged exactly as by the loader), but
+    only the top-level identity values become Python objects: listing hundreds of personalities
+    then costs little more than reading them.
+    """
+    loader = _FastLoader(text)
+    try:
+        root = loader.get_single_node()
+        if not isinstance(root, yaml.MappingNode):
+            return None if root is None else loader.construct_document(root)
+        loader.flatten_mapping(root)  # `<<` merge keys may bring identity keys in
+        data: dict[str, Any] = {}
+        for key_node, value_node in root.value:
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.tag == "tag:yaml.org,2002:str"
+                and key_node.value in IDENTITY_KEYS
+            ):
+                data[key_node.value] = loader.construct_object(value_node, deep=True)
+        return data
+    finally:
+        loader.dispose()
+
+
 def _summary(path: Path, origin: str) -> Entry:
     try:
-        data: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=_FastLoader)
+        data: Any = _identity(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Entry("", "", "", "", "", path, origin, f"unreadable: {first}")
@@ -86,6 +115,7 @@ class Catalog:
         self.entries: list[Entry] = []
         self.conflicts: list[str] = []
         self.broken: list[Entry] = []
+        self.missing: list[str] = []  # folders given that do not exist (a typo, most likely)
         self._loaded: dict[str, Personality] = {}
         by_id: dict[str, Entry] = {}
         for path, origin in self._sources(directories):
@@ -109,9 +139,13 @@ class Catalog:
 
     def _sources(self, directories: Iterable[str | Path]) -> Iterator[tuple[Path, str]]:
         for directory in directories:
+            if not Path(directory).is_dir():
+                self.missing.append(f"--personalities {directory}: no such folder")
             for path in _folders_in(Path(directory)):
                 yield path, f"--personalities {directory}"
         for directory in filter(None, os.environ.get(PATH_VARIABLE, "").split(os.pathsep)):
+            if not Path(directory).is_dir():
+                self.missing.append(f"{PATH_VARIABLE}: no such folder {directory}")
             for path in _folders_in(Path(directory)):
                 yield path, f"{PATH_VARIABLE}"
         for path, plugin in self.host.personality_sources:

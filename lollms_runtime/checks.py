@@ -63,16 +63,7 @@ class _Checker:
         try:
             names = referenced_names(source, expression=expression)
             ast = environment().parse("{{ (" + source + ") }}" if expression else source)
-        except TemplateSyntaxError as exc:
-            where = "" if expression or exc.lineno <= 1 else f" (line {exc.lineno} of the template)"
-            what = "expression" if expression else "template"
-            self.problems.append(
-                self.doc.problem(
-                    path,
-                    f"{what} syntax error: {exc.message}{where}",
-                    "Jinja2 syntax: {{ name }}, {{ name | filter }}, {% if test %}...{% endif %}",
-                )
-            )
+        except TemplateSyntaxError:  # reported by the loader's syntax check
             return
         available = known | CONTEXT_NAMES | JINJA_GLOBALS | set(extra)
         for name in sorted(names - available):

@@ -78,6 +78,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 print(
                     "  ".join(c.ljust(w) for c, w in zip(cells, [*widths, 0], strict=True)).rstrip()
                 )
+    _warn(catalog.missing)
     _warn(catalog.conflicts)
     _warn([f"{e.path}: {e.error}" for e in catalog.broken])
     _report_plugin_failures()

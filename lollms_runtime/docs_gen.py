@@ -18,8 +18,16 @@ def _type(spec: Mapping[str, Any]) -> str:
         return " or ".join(_type(s) for s in spec["anyOf"])
     kind = spec.get("type", "any")
     text = " or ".join(kind) if isinstance(kind, list) else str(kind)
-    bounds = [f"≥ {spec['minimum']}" for _ in [0] if "minimum" in spec]
-    bounds += [f"≤ {spec['maximum']}" for _ in [0] if "maximum" in spec]
+    items = spec.get("items")
+    if kind == "array" and isinstance(items, Mapping) and ("type" in items or "$ref" in items):
+        text = f"list of {_type(items)}"
+    signs = (
+        ("minimum", "≥"),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "≤"),
+        ("exclusiveMaximum", "<"),
+    )
+    bounds = [f"{sign} {spec[key]}" for key, sign in signs if key in spec]
     return text + (f" ({', '.join(bounds)})" if bounds else "")
 
 
@@ -33,6 +41,7 @@ def _table(properties: Mapping[str, Any], required: list[str]) -> list[str]:
 
 
 def reference_markdown(host: PluginHost) -> str:
+    """docs/reference.md: every key, step kind and operation, from the schema the plugins build."""
     schema = build_schema(host.step_kinds, host.postprocessors)
     defs = schema["$defs"]
     out = [

@@ -6,17 +6,19 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match, relevance
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import Prefixes, Sampling
+from .contracts import StepKind
 from .errors import PersonalityError, Problem
 from .personality import Command, Personality, Setting
 from .plugins import PluginHost
 from .schema import SCHEMA_VERSION, build_schema
 from .yamldoc import Document, Path_, parse_yaml
+
+if TYPE_CHECKING:  # jsonschema costs ~75 ms to import: `lollms list` never needs it
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 PERSONALITY_FILE = "personality.yaml"
 
@@ -94,6 +96,8 @@ def _short(value: Any) -> str:
 
 @lru_cache(maxsize=8)
 def _validator_for(host: PluginHost) -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     schema = build_schema(host.step_kinds, host.postprocessors)
     schema["$defs"]["step"]["x-kind"] = "step"
     schema["$defs"]["operation"]["x-kind"] = "operation"
@@ -177,14 +181,27 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
                 key=True,
             )
         ]
-    _normalize(data, frozenset(host.step_kinds))
+    from jsonschema.exceptions import best_match, relevance
+
+    _normalize(data, host.step_kinds)
     errors = list(_validator_for(host).iter_errors(data))
     problems: list[Problem] = []
     if not errors:
-        from .checks import check_pipeline
+        problems = _check_settings(doc, data) + _check_templates(doc, data, host.step_kinds)
+        if problems:
+            return problems
+        from .checks import check_pipeline  # names and order, once every template parses
 
         return check_pipeline(doc, host)
-    first = best_match(errors)
+
+    def rank(e: ValidationError) -> tuple[Any, ...]:
+        # jsonschema's relevance, except that among equally relevant errors the one written
+        # first in the file wins (its own tie-break prefers the *last* sibling).
+        key: tuple[Any, ...] = relevance(e)  # type: ignore[assignment]
+        line, col = doc.mark(tuple(e.absolute_path))
+        return (key[0], *key[2:], -line, -col)  # key[1] is the path: the jsonschema tie-break
+
+    first = best_match([max(errors, key=rank)])
     ordered = [
         first,
         *sorted(
@@ -212,49 +229,147 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     return problems
 
 
-def _normalize(data: dict[str, Any], kinds: frozenset[str]) -> None:
-    """Accept the short forms: ``- reply`` and ``- reply:`` (no options), and ops written as names."""
+def _check_settings(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
+    """What the schema cannot say: a setting's default lies within its own bounds and choices."""
+    problems: list[Problem] = []
+    for name, spec in (data.get("settings") or {}).items():
+        default = spec["default"]
+        where = ("settings", name, "default")
+        if "enum" in spec and default not in spec["enum"]:
+            choices = ", ".join(map(str, spec["enum"]))
+            problems.append(
+                doc.problem(where, f"{_short(default)} is not one of: {choices}", _DEFAULT_HINT)
+            )
+        number = isinstance(default, int | float) and not isinstance(default, bool)
+        low, high = spec.get("minimum"), spec.get("maximum")
+        if number and low is not None and default < low:
+            message = f"{default} is below the minimum of {low}"
+            problems.append(doc.problem(where, message, _DEFAULT_HINT))
+        if number and high is not None and default > high:
+            message = f"{default} is above the maximum of {high}"
+            problems.append(doc.problem(where, message, _DEFAULT_HINT))
+    return problems
 
-    def is_steps(items: list[Any]) -> bool:
-        return all(
-            (isinstance(v, str) and v in kinds)
-            or (isinstance(v, dict) and len(v) == 1 and next(iter(v)) in kinds)
-            for v in items
-        )
+
+_DEFAULT_HINT = "the default must be a value the setting allows"
+
+
+def _check_templates(
+    doc: Document, data: Mapping[str, Any], kinds: Mapping[str, StepKind]
+) -> list[Problem]:
+    """Jinja syntax of every template and expression a step kind declares, found at load time."""
+    found: list[tuple[Path_, str, bool]] = []  # (path, source, is an expression)
+
+    def body(path: Path_, value: Mapping[str, Any], kind: StepKind) -> None:
+        if kind.common and isinstance(value.get("when"), str):
+            found.append(((*path, "when"), value["when"], True))
+        for key in (*kind.templates, *kind.expressions):
+            sources = value.get(key)
+            items = sources if isinstance(sources, list) else [sources]
+            for i, source in enumerate(items):
+                if isinstance(source, str):
+                    where = (*path, key, i) if isinstance(sources, list) else (*path, key)
+                    found.append((where, source, key in kind.expressions))
+        for key in kind.nested:
+            if key in value:
+                nested((*path, key), value[key], kind)
+
+    def nested(path: Path_, value: Any, parent: StepKind) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                nested((*path, key), item, parent)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict) and len(item) == 1 and next(iter(item)) in kinds:
+                    steps((*path, i), [item])
+                elif isinstance(item, dict):  # a branch of elif: it takes its parent's keys
+                    body((*path, i), item, parent)
+
+    def steps(path: Path_, items: Any, offset: bool = False) -> None:
+        for i, step in enumerate(items if isinstance(items, list) else ()):
+            ((name, value),) = step.items()
+            where = (*path, i, name) if offset else (*path, name)
+            if name in kinds and isinstance(value, dict):
+                body(where, value, kinds[name])
+
+    steps(("pipeline",), data.get("pipeline"), offset=True)
+    for name, sub in (data.get("pipelines") or {}).items():
+        steps(("pipelines", name), sub, offset=True)
+    if not found:
+        return []
+    from jinja2 import TemplateSyntaxError
+
+    from .templating import environment
+
+    env = environment()
+    problems: list[Problem] = []
+    for path, source, expression in found:
+        try:
+            if expression:
+                env.compile_expression(source)
+            else:
+                env.parse(source)
+        except TemplateSyntaxError as exc:
+            what = "expression" if expression else "template"
+            hint = (
+                "write a Jinja expression, without {{ }}: e.g. settings.paint and message"
+                if expression
+                else "check that every {{ has its }} and every {% if %} its {% endif %}"
+            )
+            problems.append(doc.problem(path, f"{what} syntax error: {exc.message}", hint))
+    return problems
+
+
+def _normalize(data: dict[str, Any], kinds: Mapping[str, StepKind]) -> None:
+    """Accept the short forms: ``- reply`` and ``- reply:`` (no options), and ops written as names.
+
+    Only the keys a kind declares as ``nested`` hold steps: a list of strings elsewhere (``stop``,
+    ``choose``, ``images``) is data and stays as written.
+    """
+
+    def step(items: list[Any], i: int) -> None:
+        if isinstance(items[i], str):
+            items[i] = {items[i]: {}}
+        item = items[i]
+        if not (isinstance(item, dict) and len(item) == 1):
+            return
+        ((kind, body),) = item.items()
+        if body is None:
+            item[kind] = body = {}
+        if not isinstance(body, dict):
+            return
+        ops = body.get("ops")
+        if kind == "post_process" and isinstance(ops, list):
+            body["ops"] = [{op: None} if isinstance(op, str) else op for op in ops]
+        spec = kinds.get(kind)
+        for key in spec.nested if spec else ():
+            if key in body:
+                nested(body[key])
 
     def steps(items: Any) -> None:
-        if not isinstance(items, list):
-            return
-        for i, step in enumerate(items):
-            if isinstance(step, str) and step in kinds:
-                items[i] = step = {step: {}}
-            if isinstance(step, dict) and len(step) == 1:
-                ((kind, body),) = step.items()
-                if body is None:
-                    step[kind] = body = {}
-                if isinstance(body, dict):
-                    ops = body.get("ops")
-                    if kind == "post_process" and isinstance(ops, list):
-                        body["ops"] = [{op: None} if isinstance(op, str) else op for op in ops]
-                    for key, value in body.items():
-                        if key != "ops":
-                            nested(value)
+        if isinstance(items, list):
+            for i in range(len(items)):
+                step(items, i)
 
     def nested(value: Any) -> None:
-        if isinstance(value, list) and value and is_steps(value):
-            steps(value)
-        elif isinstance(value, list):
-            for item in value:  # elif branches: {if/ask, then}
-                if isinstance(item, dict) and isinstance(item.get("then"), list):
-                    steps(item["then"])
-        elif isinstance(value, dict):
+        # A step list, a mapping of names to step lists (cases), or a list of branches (elif).
+        if isinstance(value, dict):
             for v in value.values():
                 nested(v)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                is_step = isinstance(item, str) or (
+                    isinstance(item, dict) and len(item) == 1 and next(iter(item)) in kinds
+                )
+                if is_step:
+                    step(value, i)
+                elif isinstance(item, dict):
+                    for v in item.values():
+                        nested(v)
 
     steps(data.get("pipeline"))
-    pipelines = data.get("pipelines")
-    if isinstance(pipelines, dict):
-        for sub in pipelines.values():
+    if isinstance(data.get("pipelines"), dict):
+        for sub in data["pipelines"].values():
             steps(sub)
 
 
@@ -348,6 +463,8 @@ def _problems_for(error: ValidationError, doc: Document, host: PluginHost) -> It
                 )
                 return
     if kind in ("anyOf", "oneOf") and context:
+        from jsonschema.exceptions import best_match
+
         deepest = best_match(context)
         yield from _problems_for(deepest, doc, host)
         return

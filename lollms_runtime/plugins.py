@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import os
 import traceback
 from collections.abc import Iterable
@@ -78,17 +80,20 @@ def get_plugin_manager(
             _register(pm, plugin, ep.name, failures)
 
     for plugin in extra_plugins:
-        _register(pm, plugin, None, failures)
+        # Named like pluggy names modules, and instances after their class, so that failures
+        # are reported by a readable name rather than an object id.
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        _register(pm, plugin, None if pm.has_plugin(name) else name, failures)
     for module_name in DEFAULT_PLUGINS:
         _register(pm, importlib.import_module(module_name), module_name, failures)
     return pm
 
 
-def _failure(name: str, stage: str, exc: BaseException) -> PluginFailure:
+def _failure(name: str, stage: str, exc: BaseException, explained: str = "") -> PluginFailure:
     return PluginFailure(
         name=name,
         stage=stage,
-        error=f"{type(exc).__name__}: {exc}",
+        error=explained or f"{type(exc).__name__}: {exc}",
         detail="".join(traceback.format_exception(exc)),
     )
 
@@ -99,13 +104,40 @@ def _register(
     try:
         registered = pm.register(plugin, name=name)
     except Exception as exc:  # bad hook signature, duplicate name
-        failures.append(_failure(name or repr(plugin), "register", exc))
+        failures.append(_failure(name or repr(plugin), "register", exc, _explain(plugin, exc)))
         return
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:  # an implementation of a hook that does not exist
         pm.unregister(plugin)
-        failures.append(_failure(registered or name or repr(plugin), "register", exc))
+        failures.append(
+            _failure(registered or name or repr(plugin), "register", exc, _explain(plugin, exc))
+        )
+
+
+def _explain(plugin: object, exc: BaseException) -> str:
+    """pluggy's validation errors, as one line that says which hook is wrong and how."""
+    if not isinstance(exc, pluggy.PluginValidationError):
+        return ""
+    known = [
+        name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "lollms_runtime_spec")
+    ]
+    for attr in dir(plugin):
+        impl = getattr(plugin, attr, None)
+        if not hasattr(impl, "lollms_runtime_impl") or not callable(impl):
+            continue
+        if attr not in known:
+            close = difflib.get_close_matches(attr, known, n=1)
+            tip = f"did you mean '{close[0]}'?" if close else "see `lollms plugins` for the hooks"
+            return f"implements unknown hook '{attr}' ({tip})"
+        wanted = list(inspect.signature(getattr(hookspecs, attr)).parameters)
+        given = list(inspect.signature(impl).parameters)
+        if not set(given) <= set(wanted):
+            return (
+                f"hook '{attr}' takes ({', '.join(wanted)}) but the plugin's "
+                f"implementation takes ({', '.join(given)})"
+            )
+    return ""
 
 
 class PluginHost:

@@ -55,8 +55,19 @@ def parse_yaml(text: str, file: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(s for s in (exc.context, exc.problem) if s)
+        lines = text.splitlines()
+        source_line = lines[line - 1] if 0 < line <= len(lines) else ""
         raise PersonalityError(
-            [Problem(file, line, col, "", f"YAML syntax error: {what}", _syntax_hint(what))]
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    "",
+                    f"YAML syntax error: {what}",
+                    _syntax_hint(what, source_line),
+                )
+            ]
         ) from None
     except yaml.YAMLError as exc:
         raise PersonalityError([Problem(file, 1, 1, "", f"YAML error: {exc}")]) from None
@@ -74,8 +85,9 @@ def parse_yaml(text: str, file: str) -> Document:
     return doc
 
 
-def _syntax_hint(what: str) -> str:
-    if "tab" in what:
+def _syntax_hint(what: str, source_line: str) -> str:
+    # libyaml does not name the tab it trips over, so look at the offending line's indentation.
+    if "tab" in what or "\t" in source_line[: len(source_line) - len(source_line.lstrip())]:
         return "indent with spaces, not tabs"
     if "mapping values are not allowed" in what:
         return "check the indentation here, or quote a value that contains ': '"

@@ -3,11 +3,28 @@ for_each and call. Each is registered with its schema fragment and a complete ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..contracts import StepKind
 from ..plugins import hookimpl
-from . import step_runners as run
+
+
+def _runner(name: str) -> Callable[..., Any]:
+    """The runner ``name`` from :mod:`.step_runners`, imported on first use.
+
+    Registering the built-in kinds must stay cheap: `lollms list` and `lollms validate` load this
+    plugin but never run a step, so they should not pay for the engine and Jinja2.
+    """
+
+    def run(ctx: Any, body: Any) -> Any:
+        from . import step_runners
+
+        return getattr(step_runners, name)(ctx, body)
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
 
 STEPS: dict[str, Any] = {"$ref": "#/$defs/steps"}
 TEMPLATE = {"type": "string", "description": "Jinja2 template."}
@@ -47,7 +64,7 @@ SAMPLING_OVERRIDES = {
 
 GENERATE = StepKind(
     name="generate",
-    run=run.run_generate,
+    run=_runner("run_generate"),
     summary="One model call. Without a prompt: the conditioning, the discussion and the user's message.",
     schema={
         "type": "object",
@@ -101,7 +118,7 @@ BRANCH = {
             "minLength": 1,
             "description": "A yes/no question the model answers.",
         },
-        "then": STEPS,
+        "then": {**STEPS, "description": "Steps run when this branch is taken."},
     },
     "required": ["then"],
     "oneOf": [{"required": ["if"]}, {"required": ["ask"]}],
@@ -109,7 +126,7 @@ BRANCH = {
 
 CONDITION = StepKind(
     name="condition",
-    run=run.run_condition,
+    run=_runner("run_condition"),
     summary="Branching: if/elif/else on an expression or a yes/no question the model answers; "
     "switch on a value; choose among options by the model.",
     schema={
@@ -122,13 +139,13 @@ CONDITION = StepKind(
                 "minLength": 1,
                 "description": "A yes/no question the model answers from its scores (a template).",
             },
-            "then": STEPS,
+            "then": {**STEPS, "description": "Steps run when the condition holds."},
             "elif": {
                 "type": "array",
                 "items": BRANCH,
                 "description": "Further branches, tried in order.",
             },
-            "else": STEPS,
+            "else": {**STEPS, "description": "Steps run when no branch is taken."},
             "switch": {**EXPRESSION, "description": "Expression whose value selects a case."},
             "choose": {
                 "type": "array",
@@ -143,7 +160,7 @@ CONDITION = StepKind(
                 "additionalProperties": STEPS,
                 "description": "Steps run for each value of switch/choose.",
             },
-            "default": STEPS,
+            "default": {**STEPS, "description": "Steps run when no case matches."},
         },
         "oneOf": [
             {
@@ -188,7 +205,7 @@ pipeline:
 
 POST_PROCESS = StepKind(
     name="post_process",
-    run=run.run_post_process,
+    run=_runner("run_post_process"),
     summary="A chain of operations on text (strip, regex, first paragraph, extract JSON, ...).",
     schema={
         "type": "object",
@@ -225,7 +242,7 @@ pipeline:
 
 TEXT_TO_IMAGE = StepKind(
     name="text_to_image",
-    run=run.run_text_to_image,
+    run=_runner("run_text_to_image"),
     summary="Paint images from a prompt with an image backend.",
     schema={
         "type": "object",
@@ -267,7 +284,7 @@ pipeline:
 
 REPLY = StepKind(
     name="reply",
-    run=run.run_reply,
+    run=_runner("run_reply"),
     summary="What the user sees: text, images, and which step outputs the trace shows.",
     schema={
         "type": "object",
@@ -301,7 +318,7 @@ pipeline:
 
 SET = StepKind(
     name="set",
-    run=run.run_set,
+    run=_runner("run_set"),
     summary="Set variables (values or templates) for later steps.",
     schema={
         "type": "object",
@@ -322,7 +339,7 @@ pipeline:
 
 LOOP = StepKind(
     name="loop",
-    run=run.run_loop,
+    run=_runner("run_loop"),
     summary="Repeat steps while an expression holds, at most max times.",
     schema={
         "type": "object",
@@ -336,7 +353,7 @@ LOOP = StepKind(
                 "maximum": 100,
                 "description": "Hard cap on iterations (default 5).",
             },
-            "steps": STEPS,
+            "steps": {**STEPS, "description": "Steps run on each iteration."},
         },
     },
     expressions=("while",),
@@ -356,7 +373,7 @@ pipeline:
 
 FOR_EACH = StepKind(
     name="for_each",
-    run=run.run_for_each,
+    run=_runner("run_for_each"),
     summary="Run steps once per item of a list (capped); the outputs are collected in a list.",
     schema={
         "type": "object",
@@ -375,7 +392,7 @@ FOR_EACH = StepKind(
                 "maximum": 100,
                 "description": "Hard cap on iterations (default 10).",
             },
-            "steps": STEPS,
+            "steps": {**STEPS, "description": "Steps run for each item."},
         },
     },
     expressions=("items",),
@@ -394,7 +411,7 @@ pipeline:
 
 CALL = StepKind(
     name="call",
-    run=run.run_call,
+    run=_runner("run_call"),
     summary="Run a named sub-pipeline of this file, or another personality, and use its reply.",
     schema={
         "type": "object",
