@@ -15,8 +15,10 @@ def home() -> Path:
 
 
 def models_dir() -> Path:
-    """Converted and downloaded models (e.g. GGUF files converted to MLX folders)."""
-    path = home() / "models"
+    """Converted models (GGUF files converted to MLX folders): ``$LOLLMS_MODELS_DIR``, by default
+    ``$LOLLMS_HOME/models`` (set it to share converted models between homes)."""
+    raw = os.environ.get("LOLLMS_MODELS_DIR")
+    path = Path(raw).expanduser() if raw else home() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -27,7 +27,6 @@ DEFAULT_PLUGINS = (
     "lollms_runtime.default_plugins.steps",
     "lollms_runtime.default_plugins.postprocessors",
     "lollms_runtime.default_plugins.mlx_backend",
-    "lollms_runtime.default_plugins.http_backends",
     "lollms_runtime.default_plugins.image_backends",
 )
 

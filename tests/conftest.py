@@ -17,10 +17,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_PLUGINS = REPO_ROOT / "tests" / "plugins"
 
 
+@pytest.fixture(scope="session")
+def session_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Converted models, shared by the whole run: the embedded GGUF is converted once."""
+    return tmp_path_factory.mktemp("lollms-models")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_models_dir: Path
+) -> None:
     """No test reads the user's home, personality path or plugin allow-list."""
     monkeypatch.setenv("LOLLMS_HOME", str(tmp_path / "lollms-home"))
+    monkeypatch.setenv("LOLLMS_MODELS_DIR", str(session_models_dir))
     monkeypatch.delenv("LOLLMS_PERSONALITIES_PATH", raising=False)
     monkeypatch.delenv("LOLLMS_LOAD_PLUGINS", raising=False)
 

@@ -26,8 +26,13 @@ def host() -> PluginHost:
 _counter = [0]
 
 
-def personality(tmp_path: Path, yaml_body: str, pid: str = "t") -> Personality:
-    """A personality validated by the real loader from ``yaml_body`` (identity keys added)."""
+def personality(
+    tmp_path: Path, yaml_body: str, pid: str = "t", *, static_checks: bool = True
+) -> Personality:
+    """A personality validated by the real loader from ``yaml_body`` (identity keys added).
+
+    ``static_checks=False`` skips the load-time name checks, to test what the engine does at run
+    time with a template the loader would have refused."""
     _counter[0] += 1
     folder = tmp_path / f"{pid}-{_counter[0]}"
     folder.mkdir(parents=True)
@@ -36,7 +41,12 @@ def personality(tmp_path: Path, yaml_body: str, pid: str = "t") -> Personality:
     if "conditioning:" not in body:
         head += "conditioning: You are a test.\n"
     (folder / "personality.yaml").write_text(head + body, encoding="utf-8")
-    return load_personality(folder, host())
+    if static_checks:
+        return load_personality(folder, host())
+    from unittest import mock
+
+    with mock.patch("lollms_runtime.checks.check_pipeline", return_value=[]):
+        return load_personality(folder, host())
 
 
 def run(

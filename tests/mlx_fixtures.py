@@ -9,12 +9,13 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def mlx_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A session LOLLMS_HOME so the GGUF conversion happens once per test run."""
-    home = tmp_path_factory.mktemp("lollms-home")
+def mlx_home(session_models_dir: Path) -> Iterator[Path]:
+    """A session models folder (LOLLMS_MODELS_DIR) so the GGUF conversion happens once per run,
+    whatever LOLLMS_HOME each test uses."""
+    models = session_models_dir
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LOLLMS_HOME", str(home))
-        yield home
+        mp.setenv("LOLLMS_MODELS_DIR", str(models))
+        yield models
 
 
 @pytest.fixture(scope="session")

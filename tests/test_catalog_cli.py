@@ -247,7 +247,7 @@ def test_new_scaffolds_a_valid_package(lollms: Run, tmp_path: Path) -> None:
     # a second time refuses to overwrite it
     code, _, err = lollms("new", "Chef Bot", "--to", str(tmp_path))
     assert code == 1
-    assert err == f"error: {root} already exists: choose another name or remove it\n"
+    assert err == f"error: {root} already exists: remove it or choose another --to folder\n"
 
 
 def test_new_refuses_a_name_without_letters(lollms: Run, tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def folder(mlx_home: Path) -> Path:
 
 def test_conversion_is_cached_and_loadable(folder: Path) -> None:
     assert folder == converted_folder(embedded_gguf())
-    assert folder.parent.parent == mlx_home_path(folder)
+    assert folder.parent == mlx_home_path(folder)
     mtime = (folder / "model.safetensors").stat().st_mtime_ns
     assert ensure_converted(embedded_gguf()) == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == mtime  # not converted again
@@ -69,7 +69,7 @@ def test_conversion_is_cached_and_loadable(folder: Path) -> None:
 def mlx_home_path(folder: Path) -> Path:
     import os
 
-    return Path(os.environ["LOLLMS_HOME"])
+    return Path(os.environ["LOLLMS_MODELS_DIR"])
 
 
 def test_qk_rows_are_unpermuted_from_the_gguf(folder: Path) -> None:

@@ -101,7 +101,7 @@ def test_offline_hub_model_names_the_command_to_fetch_it(
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(BackendUnavailable) as info:
         resolve_model("someone/not-downloaded-model")
-    assert "hf download someone/not-downloaded-model" in str(info.value)
+    assert "lollms models pull someone/not-downloaded-model" in str(info.value)
 
 
 @pytest.mark.model

@@ -199,12 +199,14 @@ def test_installed_plugins_load_and_broken_ones_are_reported(test_plugins_site: 
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert "shout" in data["step_kinds"] and "reverse" in data["postprocessors"]
-    assert data["text_backends"] == ["echo"] and data["image_backends"] == ["blank"]
+    assert data["text_backends"] == ["echo", "mlx"]  # the plugin's, next to the built-in one
+    assert data["image_backends"] == ["a1111", "blank", "mlx-diffusion", "openai-images"]
     assert "half_registered" not in data["step_kinds"]
     assert "never_registered" not in data["postprocessors"]
     names = [p["name"] for p in data["plugins"]]
-    assert sorted(names[:-4]) == ["raising_hook", "test_plugin"]  # the others were refused
-    assert names[-4:] == list(DEFAULT_PLUGINS)
+    builtins = len(DEFAULT_PLUGINS)
+    assert sorted(names[:-builtins]) == ["raising_hook", "test_plugin"]  # the others were refused
+    assert names[-builtins:] == list(DEFAULT_PLUGINS)
     hooks = next(p["hooks"] for p in data["plugins"] if p["name"] == "test_plugin")
     assert "register_step_kinds" in hooks and "lollms_turn_finished" in hooks
     failures = {f["name"]: (f["stage"], f["error"]) for f in data["failures"]}

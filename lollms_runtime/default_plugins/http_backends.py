@@ -1,3 +1,0 @@
-"""Built-in plugin (placeholder until its issue lands)."""
-
-from __future__ import annotations
