@@ -5,4 +5,4 @@ Modules are imported only when the parser is built; their handlers import heavy 
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ("lollms_runtime.commands.run",)
+MODULES: tuple[str, ...] = ("lollms_runtime.commands.run", "lollms_runtime.commands.serve")
