@@ -52,18 +52,15 @@ class Rig:
             received.append(component.preprocess(component.value))
         settings = controls.settings_from(personality, received)
         self.text.enqueue(ANSWER)
-        last = None
-        for last in self.chat.send(
+        turns = self.chat.send(
             personality,
             "Imagine something cool.",
             discussion_id=None,
             settings=settings,
             sampling=sampling or {},
             cancel=threading.Event(),
-        ):
-            pass
-        assert last is not None
-        return last
+        )
+        return list(turns)[-1]
 
 
 @pytest.fixture
