@@ -153,9 +153,11 @@ class Chat:
         """An answer from the store as an :class:`AnswerView`."""
         view = AnswerView(text=message.content, status=message.status)
         for step in self.store.steps(message.id):
+            title, _sep, detail = step.title.partition(" — ")  # saved as "title — detail"
             view.steps[f"{step.position}"] = StepView(
                 kind=step.kind,
-                title=step.title,
+                title=title,
+                detail=detail,
                 status={"complete": "ok", "error": "failed"}.get(step.status, step.status),
                 duration=step.duration_s,
                 tokens=step.generation_tokens,

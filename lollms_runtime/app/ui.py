@@ -116,7 +116,7 @@ def build_app(runtime: Runtime, store: Store) -> tuple[gr.Blocks, App]:
         shown_ids = gr.State([])
         visible_ids = gr.State(app.ids)
         with gr.Sidebar(label="Discussions", open=True):
-            new_button = gr.Button("＋ New discussion", variant="primary")
+            new_button = gr.Button("New discussion", variant="primary")
             search = gr.Textbox(label="Search discussions", placeholder="words in titles or text")
             discussions = gr.Radio(
                 choices=app.discussion_choices(), label="Discussions", elem_id="discussions"
@@ -143,6 +143,7 @@ def build_app(runtime: Runtime, store: Store) -> tuple[gr.Blocks, App]:
                         min_width=96,
                         interactive=False,
                         container=False,
+                        buttons=[],
                     )
                     header = gr.Markdown(_header(first), elem_id="header")
                 chatbot = gr.Chatbot(
@@ -156,13 +157,14 @@ def build_app(runtime: Runtime, store: Store) -> tuple[gr.Blocks, App]:
                     prompt = gr.Textbox(
                         show_label=False,
                         placeholder="Message…",
-                        scale=5,
+                        scale=4,
+                        min_width=300,
                         elem_id="prompt",
                         submit_btn=False,
                     )
-                    send_button = gr.Button("Send", variant="primary", scale=1)
-                    stop_button = gr.Button("Stop", variant="stop", scale=1)
-                    regenerate_button = gr.Button("Regenerate", scale=1)
+                    send_button = gr.Button("Send", variant="primary", scale=1, min_width=90)
+                    stop_button = gr.Button("Stop", variant="stop", scale=1, min_width=90)
+                    regenerate_button = gr.Button("Regenerate", scale=1, min_width=90)
                 examples = gr.Dataset(
                     components=[prompt],
                     samples=[[e] for e in first.examples],
