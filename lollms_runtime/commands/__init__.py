@@ -5,4 +5,10 @@ Modules are imported only when the parser is built; their handlers import heavy 
 
 from __future__ import annotations
 
-MODULES: tuple[str, ...] = ("lollms_runtime.commands.run", "lollms_runtime.commands.serve")
+MODULES: tuple[str, ...] = (
+    "lollms_runtime.commands.run",
+    "lollms_runtime.commands.discussions",
+    "lollms_runtime.commands.importing",
+    "lollms_runtime.commands.install",
+    "lollms_runtime.commands.serve",
+)

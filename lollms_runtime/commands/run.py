@@ -41,6 +41,41 @@ def _event_json(event: Any) -> str:
     return json.dumps(data, default=str)
 
 
+def _saved_turn(
+    runtime: Any,
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+    sampling: dict[str, Any],
+    cancel: threading.Event,
+) -> Any:
+    """Run the turn inside a discussion of the store (a new one, or --discussion ID)."""
+    from ..recorder import history_of, record_turn
+    from ..store import Store
+
+    store = Store()
+    personality = runtime.catalog.resolve(args.id)
+    if args.discussion:
+        discussion = store.get_discussion(args.discussion)
+        stored = store.get_settings(personality.id)
+        settings = {**stored, **settings}
+    else:
+        discussion = store.create_discussion(personality.id, model=runtime.model)
+    history = history_of(store.thread(discussion.id))
+    store.add_message(discussion.id, "user", args.message)
+    events = runtime.run(
+        personality,
+        args.message,
+        history=history,
+        settings=settings,
+        sampling=sampling,
+        discussion_id=discussion.id,
+        artifacts_dir=store.artifact_dir(discussion.id),
+        cancel=cancel,
+    )
+    print(f"(discussion {discussion.id})", file=sys.stderr)
+    return record_turn(store, discussion.id, events, model=runtime.model, sampling=sampling)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ..events import Done, ImageProduced, Reply, StepFinished, StepStarted, Token, TurnError
     from ..runtime import Runtime
@@ -141,4 +176,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", action="store_true", help="show each step (stderr)")
     p.add_argument("--no-stream", action="store_true", help="print only the final reply")
     p.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    p.add_argument(
+        "--discussion", metavar="ID", help="continue a saved discussion (see `lollms discussions`)"
+    )
+    p.add_argument(
+        "--no-save", action="store_true", help="do not save the turn in the discussion store"
+    )
     p.set_defaults(handler=cmd_run)

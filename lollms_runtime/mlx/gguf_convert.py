@@ -1,0 +1,223 @@
+"""Convert a GGUF file (llama.cpp / Ollama / LoLLMs) into an MLX model folder that mlx_lm.load reads.
+
+Q4_0, Q4_1 and Q8_0 tensors come straight out of ``mx.load`` as MLX quantized arrays (group size
+32); other quantizations (K-quants) are dequantized with the ``gguf`` package and kept in float16.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..home import models_dir
+from .gguf_tokenizer import write_tokenizer
+
+CONVERTER_VERSION = "1"  # bump when the output layout changes so cached folders are rebuilt
+_lock = threading.Lock()
+
+# llama.cpp tensor names -> Hugging Face / mlx-lm names (per block; suffixes are kept).
+_BLOCK_NAMES = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_TOP_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+# Families whose q/k rows llama.cpp permuted for its interleaved rope (qwen models use NEOX rope).
+_PERMUTED_FAMILIES = {"llama"}
+SUPPORTED_FAMILIES = ("llama", "qwen2", "qwen3")
+
+
+class GGUFConversionError(ValueError):
+    """A GGUF file this converter cannot turn into an MLX model; the message says why."""
+
+
+def converted_folder(gguf_path: Path) -> Path:
+    """Where the MLX conversion of ``gguf_path`` is cached (keyed by size, mtime and converter)."""
+    stat = gguf_path.stat()
+    key = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{CONVERTER_VERSION}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return models_dir() / f"{gguf_path.stem}-{digest}"
+
+
+def ensure_converted(gguf_path: str | os.PathLike[str]) -> Path:
+    """The MLX folder for a GGUF file, converting it on first use (once, then cached)."""
+    path = Path(gguf_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {path}")
+    target = converted_folder(path)
+    with _lock:
+        if (target / "config.json").is_file():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            convert_gguf(path, tmp)
+            try:
+                tmp.rename(target)
+            except OSError:  # another process finished first: keep its folder
+                if not (target / "config.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """Write config.json, model.safetensors and the tokenizer files of ``gguf_path`` into ``out_dir``."""
+    import mlx.core as mx
+
+    try:
+        weights, metadata = mx.load(str(gguf_path), return_metadata=True)
+    except (RuntimeError, ValueError) as exc:
+        # mx.load reads F32/F16/Q4_0/Q4_1/Q8_0 only; K-quants go through the gguf package.
+        weights, metadata = _load_with_gguf_package(gguf_path, exc)
+    meta = {key: _plain(value) for key, value in metadata.items()}
+    family = str(meta.get("general.architecture", "?"))
+    if family not in SUPPORTED_FAMILIES:
+        raise GGUFConversionError(
+            f"{gguf_path.name}: architecture {family!r} is not supported by the GGUF converter "
+            f"(supported: {', '.join(SUPPORTED_FAMILIES)}); use an MLX model from Hugging Face instead"
+        )
+    config = _config(family, meta, weights)
+    tensors = _rename(weights, config, permuted=family in _PERMUTED_FAMILIES)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(out_dir / "model.safetensors"), tensors, metadata={"format": "mlx"})
+    write_tokenizer(meta, out_dir)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def _plain(value: Any) -> Any:
+    """GGUF metadata values as Python objects (mx.load returns scalars and arrays as mx.array)."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _config(family: str, meta: Mapping[str, Any], weights: Mapping[str, Any]) -> dict[str, Any]:
+    def get(key: str, default: Any = None) -> Any:
+        return meta.get(f"{family}.{key}", default)
+
+    heads = int(get("attention.head_count"))
+    hidden = int(get("embedding_length"))
+    vocab = int(get("vocab_size") or len(meta["tokenizer.ggml.tokens"]))
+    config: dict[str, Any] = {
+        "model_type": family,
+        "architectures": [_ARCHITECTURES[family]],
+        "hidden_size": hidden,
+        "num_hidden_layers": int(get("block_count")),
+        "intermediate_size": int(get("feed_forward_length")),
+        "num_attention_heads": heads,
+        "num_key_value_heads": int(get("attention.head_count_kv", heads)),
+        "head_dim": int(get("attention.key_length") or hidden // heads),
+        "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon", 1e-6)),
+        "rope_theta": float(get("rope.freq_base", 10000.0)),
+        "max_position_embeddings": int(get("context_length", 4096)),
+        "vocab_size": vocab,
+        "tie_word_embeddings": "output.weight" not in weights,
+        "attention_bias": "blk.0.attn_q.bias" in weights,
+        "mlp_bias": False,
+    }
+    for name in ("bos", "eos"):
+        token_id = meta.get(f"tokenizer.ggml.{name}_token_id")
+        if token_id is not None:
+            config[f"{name}_token_id"] = int(token_id)
+    if any(key.endswith(".scales") for key in weights):
+        # A default only: mlx-lm infers bits and group size per layer from the scales' shapes.
+        config["quantization"] = {"group_size": 32, "bits": 4, "mode": "affine"}
+    return config
+
+
+_ARCHITECTURES = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+}
+
+
+def _rename(
+    weights: Mapping[str, Any], config: Mapping[str, Any], permuted: bool
+) -> dict[str, Any]:
+    tensors: dict[str, Any] = {}
+    for name, value in weights.items():
+        base, _, suffix = name.rpartition(".")
+        parts = base.split(".")
+        if parts[0] == "blk" and len(parts) == 3 and parts[2] in _BLOCK_NAMES:
+            layer, kind = parts[1], parts[2]
+            new = f"model.layers.{layer}.{_BLOCK_NAMES[kind]}.{suffix}"
+            if permuted and kind in ("attn_q", "attn_k") and suffix != "bias":
+                heads = config["num_attention_heads" if kind == "attn_q" else "num_key_value_heads"]
+                value = unpermute_rows(value, heads)
+        elif base in _TOP_NAMES:
+            new = f"{_TOP_NAMES[base]}.{suffix}"
+        elif base == "rope_freqs":
+            continue  # llama3 rope scaling factors; mlx-lm computes them from the config
+        else:
+            raise GGUFConversionError(f"unexpected tensor {name!r} in the GGUF file")
+        tensors[new] = value
+    return tensors
+
+
+def unpermute_rows(weight: Any, heads: int) -> Any:
+    """Undo llama.cpp's q/k row permutation (interleaved rope pairs -> HF's half-split layout).
+
+    llama.cpp writes ``w.reshape(heads, 2, rows // heads // 2, ...).swapaxes(1, 2)``; rows are the
+    output features, so the same reordering applies to packed weights, scales and biases alike.
+    """
+    rows = weight.shape[0]
+    rest = tuple(weight.shape[1:])
+    return weight.reshape(heads, rows // heads // 2, 2, *rest).swapaxes(1, 2).reshape(rows, *rest)
+
+
+def _load_with_gguf_package(path: Path, cause: Exception) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read any GGUF quantization through the ``gguf`` package, dequantized to float16."""
+    try:
+        import gguf
+    except ImportError as exc:
+        raise GGUFConversionError(
+            f"{path.name} uses a quantization MLX cannot read directly ({cause}); "
+            "install the gguf package (pip install gguf) to convert it"
+        ) from exc
+    import mlx.core as mx
+    import numpy as np
+
+    reader = gguf.GGUFReader(str(path))
+    weights: dict[str, Any] = {}
+    for tensor in reader.tensors:
+        shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
+        array = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(shape)
+        dtype = np.float32 if array.ndim == 1 else np.float16  # norms stay float32
+        weights[tensor.name] = mx.array(array.astype(dtype))
+    metadata: dict[str, Any] = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        metadata[key] = _field_value(field, gguf)
+    return weights, metadata
+
+
+def _field_value(field: Any, gguf: Any) -> Any:
+    types = field.types
+    if not types:
+        return None
+
+    def scalar(index: int, kind: Any) -> Any:
+        part = field.parts[index]
+        if kind == gguf.GGUFValueType.STRING:
+            return bytes(part).decode("utf-8", errors="replace")
+        return part.tolist()[0]
+
+    if types[0] == gguf.GGUFValueType.ARRAY:
+        return [scalar(i, types[-1]) for i in field.data]
+    return scalar(field.data[0], types[0])

