@@ -22,11 +22,11 @@ def scripted(port: int) -> None:
     runtime.engine = Engine(
         runtime.host, text, ScriptedImageBackend(), resolve_personality=runtime.catalog.get
     )
-    launch(runtime, Store(), port=port)
+    launch(runtime, Store(), port=port, sampling={"max_tokens": 24})
 
 
 if __name__ == "__main__":
     if os.environ.get("LOLLMS_SCRIPTED") == "1":
         scripted(int(sys.argv[1]))
     else:
-        sys.exit(main(["serve", "--port", sys.argv[1], *sys.argv[2:]]))
+        sys.exit(main(["serve", "--port", sys.argv[1], "--max-tokens", "24", *sys.argv[2:]]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..runtime import Runtime
@@ -26,11 +27,12 @@ def launch(
     port: int = 7860,
     auth: tuple[str, str] | None = None,
     block: bool = True,
+    sampling: Mapping[str, Any] | None = None,
 ) -> Any:
     """Build the app and serve it; returns the Blocks (when ``block`` is False)."""
     from .ui import build_app
 
-    demo, app = build_app(runtime, store)
+    demo, app = build_app(runtime, store, sampling)
     allowed = [str(store.artifacts_root), *(str(p) for p in app.asset_folders())]
     store.artifacts_root.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=4)

@@ -6,7 +6,7 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,9 +35,12 @@ def _disclaimer(p: Personality) -> str:
 class App:
     """The state the web app shares between sessions: runtime, store, personalities, cancels."""
 
-    def __init__(self, runtime: Runtime, store: Store) -> None:
+    def __init__(
+        self, runtime: Runtime, store: Store, sampling: Mapping[str, Any] | None = None
+    ) -> None:
         self.runtime = runtime
         self.store = store
+        self.sampling = dict(sampling or {})  # the panel's starting overrides (e.g. max_tokens)
         self.chat = Chat(runtime, store)
         self.personalities: dict[str, Personality] = {}
         for entry in runtime.catalog.entries:
@@ -102,9 +105,12 @@ class App:
         return choices
 
 
-def build_app(runtime: Runtime, store: Store) -> tuple[gr.Blocks, App]:
-    """The web app for ``runtime``'s personalities, saving discussions in ``store``."""
-    app = App(runtime, store)
+def build_app(
+    runtime: Runtime, store: Store, sampling: Mapping[str, Any] | None = None
+) -> tuple[gr.Blocks, App]:
+    """The web app for ``runtime``'s personalities, saving discussions in ``store``; ``sampling``
+    overrides where the sampling panel starts (e.g. a small ``max_tokens``)."""
+    app = App(runtime, store, sampling)
     first = app.personalities[app.ids[0]]
     categories = ["All", *sorted({p.category for p in app.personalities.values() if p.category})]
     setting_controls: list[Any] = []
@@ -214,7 +220,9 @@ def build_app(runtime: Runtime, store: Store) -> tuple[gr.Blocks, App]:
                                 gr.Markdown("*No settings.*")
                         groups.append(group)
                 with gr.Accordion("Sampling", open=False):
-                    sampling_controls = controls.build_sampling_controls(first.sampling)
+                    sampling_controls = controls.build_sampling_controls(
+                        first.sampling.merged(app.sampling)
+                    )
 
         n_settings = len(setting_controls)
 
@@ -240,7 +248,7 @@ def build_app(runtime: Runtime, store: Store) -> tuple[gr.Blocks, App]:
                 gr.Dataset(samples=[[e] for e in p.examples]),
                 *[gr.Column(visible=other == pid) for other in app.ids],
                 *values,
-                *controls.sampling_values(p.sampling),
+                *controls.sampling_values(p.sampling.merged(app.sampling)),
                 shown.messages,
                 discussion_id,
                 shown.ids,

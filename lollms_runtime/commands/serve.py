@@ -26,7 +26,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     print(f"lollms: http://{args.host}:{args.port} (discussions in {store.path})", flush=True)
     try:
-        launch(runtime, store, host=args.host, port=args.port, auth=auth)
+        sampling = {"max_tokens": args.max_tokens} if args.max_tokens else None
+        launch(runtime, store, host=args.host, port=args.port, auth=auth, sampling=sampling)
     finally:
         store.close()
     return 0
@@ -44,5 +45,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--auth", metavar="USER:PASS", help="require this login")
     p.add_argument(
         "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
+    )
+    p.add_argument(
+        "--max-tokens", type=int, help="start the sampling panel at this many tokens per step"
     )
     p.set_defaults(handler=cmd_serve)
