@@ -117,10 +117,21 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     # Send the example prompt; the answer streams and the trace shows each step.
     page.locator("#prompt textarea").fill("Imagine something cool.")
     page.get_by_role("button", name="Send").click()
-    expect(chat).to_contain_text("generate · Imagine the artwork", timeout=120_000)
+    # While the generate step runs, the chat keeps changing as tokens arrive.
+    during: set[str] = set()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        text = chat.inner_text()
+        if "post_process" in text:
+            break
+        if "Imagine the artwork" in text:
+            during.add(text)
+        time.sleep(0.05)
+    assert len(during) >= 2, f"no streaming seen: {during}"
     expect(chat).to_contain_text("condition · Paint it?", timeout=120_000)
     expect(chat).to_contain_text("=> then", timeout=120_000)
     expect(chat).to_contain_text("reply", timeout=120_000)
+    expect(page.locator("#discussions")).to_contain_text("Imagine something cool.")
     page.screenshot(path=str(SHOTS / "2-answer.png"))
 
     # Turn painting off: the next answer's trace takes the condition's else branch.
