@@ -7,6 +7,7 @@ from __future__ import annotations
 
 MODULES: tuple[str, ...] = (
     "lollms_runtime.commands.run",
+    "lollms_runtime.commands.serve",
     "lollms_runtime.commands.test",
     "lollms_runtime.commands.discussions",
     "lollms_runtime.commands.importing",

@@ -1,0 +1,50 @@
+"""Launching the web app: loopback by default, optional login, files served only from safe folders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..runtime import Runtime
+from ..store import Store
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """``user:pass`` → (user, pass); raises ValueError with what to write instead."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"--auth expects USER:PASSWORD, got {value!r}")
+    return user, password
+
+
+def launch(
+    runtime: Runtime,
+    store: Store,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: tuple[str, str] | None = None,
+    block: bool = True,
+    sampling: Mapping[str, Any] | None = None,
+) -> Any:
+    """Build the app and serve it; returns the Blocks (when ``block`` is False)."""
+    from .ui import build_app
+
+    demo, app = build_app(runtime, store, sampling)
+    allowed = [str(store.artifacts_root), *(str(p) for p in app.asset_folders())]
+    store.artifacts_root.mkdir(parents=True, exist_ok=True)
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        allowed_paths=allowed,
+        prevent_thread_lock=not block,
+        show_error=True,
+        inbrowser=False,
+        ssr_mode=False,
+        footer_links=["gradio"],
+    )
+    return demo

@@ -1,0 +1,479 @@
+"""The Blocks layout: personality picker, chat with step trace, generated settings, sidebar."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import gradio as gr
+
+from ..errors import LollmsError
+from ..personality import Personality
+from ..runtime import Runtime
+from ..store import Store, StoreError
+from . import controls
+from .turns import Chat, Shown, error_text
+
+log = logging.getLogger(__name__)
+
+
+def _header(p: Personality) -> str:
+    by = f" · by {p.author}" if p.author else ""
+    category = f" · {p.category}" if p.category else ""
+    return f"### {p.name}\n<sub>v{p.version}{by}{category}</sub>\n\n{p.description.strip()}"
+
+
+def _disclaimer(p: Personality) -> str:
+    return f"<sub>⚠️ {p.disclaimer.strip()}</sub>" if p.disclaimer else ""
+
+
+class App:
+    """The state the web app shares between sessions: runtime, store, personalities, cancels."""
+
+    def __init__(
+        self, runtime: Runtime, store: Store, sampling: Mapping[str, Any] | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.sampling = dict(sampling or {})  # the panel's starting overrides (e.g. max_tokens)
+        self.chat = Chat(runtime, store)
+        self.personalities: dict[str, Personality] = {}
+        for entry in runtime.catalog.entries:
+            try:
+                self.personalities[entry.id] = runtime.catalog.get(entry.id)
+            except LollmsError as exc:  # an invalid personality is listed by `lollms list`
+                log.warning("personality %s not shown: %s", entry.id, exc)
+        if not self.personalities:
+            raise LollmsError(
+                "no valid personality found: install one (pip install ...) or pass "
+                "--personalities DIR"
+            )
+        self.ids = list(self.personalities)
+        self._cancels: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def asset_folders(self) -> list[Path]:
+        """Folders the app may serve files from besides the store's artifacts (avatars)."""
+        folders = {p.avatar.parent.resolve() for p in self.personalities.values() if p.avatar}
+        return sorted(folders)
+
+    def cancel_for(self, session: str) -> threading.Event:
+        """A fresh cancel event for a session's new turn."""
+        with self._lock:
+            event = threading.Event()
+            self._cancels[session] = event
+            return event
+
+    def stop(self, session: str) -> None:
+        with self._lock:
+            event = self._cancels.get(session)
+        if event is not None:
+            event.set()
+
+    def filtered(self, category: str, search: str) -> list[str]:
+        """Personality ids matching the category filter and the search text."""
+        needle = search.strip().lower()
+        found = []
+        for pid, p in self.personalities.items():
+            if category not in ("", "All") and p.category != category:
+                continue
+            haystack = " ".join((p.id, p.name, p.description, " ".join(p.tags))).lower()
+            if needle and needle not in haystack:
+                continue
+            found.append(pid)
+        return found
+
+    def gallery(self, ids: list[str]) -> list[tuple[str, str]]:
+        return [
+            (str(self.personalities[pid].avatar), self.personalities[pid].name)
+            for pid in ids
+            if self.personalities[pid].avatar
+        ]
+
+    def discussion_choices(self, search: str = "") -> list[tuple[str, str]]:
+        """The sidebar's list: (title · personality, id), newest first."""
+        choices = []
+        for d in self.store.list_discussions(search=search or None):
+            name = self.personalities.get(d.personality_id)
+            who = name.name if name else d.personality_id
+            choices.append((f"{d.title or '(untitled)'} · {who}", d.id))
+        return choices
+
+
+def build_app(
+    runtime: Runtime, store: Store, sampling: Mapping[str, Any] | None = None
+) -> tuple[gr.Blocks, App]:
+    """The web app for ``runtime``'s personalities, saving discussions in ``store``; ``sampling``
+    overrides where the sampling panel starts (e.g. a small ``max_tokens``)."""
+    app = App(runtime, store, sampling)
+    first = app.personalities[app.ids[0]]
+    categories = ["All", *sorted({p.category for p in app.personalities.values() if p.category})]
+    setting_controls: list[Any] = []
+    offsets: dict[str, tuple[int, int]] = {}
+    groups: list[Any] = []
+
+    with gr.Blocks(title="lollms") as demo:
+        discussion = gr.State(None)
+        shown_ids = gr.State([])
+        visible_ids = gr.State(app.ids)
+        with gr.Sidebar(label="Discussions", open=True):
+            new_button = gr.Button("New discussion", variant="primary")
+            search = gr.Textbox(label="Search discussions", placeholder="words in titles or text")
+            discussions = gr.Radio(
+                choices=app.discussion_choices(), label="Discussions", elem_id="discussions"
+            )
+            with gr.Accordion("Manage", open=False):
+                title = gr.Textbox(label="Title")
+                with gr.Row():
+                    rename_button = gr.Button("Rename", size="sm")
+                    delete_button = gr.Button("Delete", size="sm", variant="stop")
+                with gr.Row():
+                    export_md = gr.Button("Export Markdown", size="sm")
+                    export_json = gr.Button("Export JSON", size="sm")
+                download = gr.File(label="Download", interactive=False)
+                upload = gr.UploadButton("Import JSON", file_types=[".json"], size="sm")
+        with gr.Row():
+            with gr.Column(scale=3):
+                with gr.Row(equal_height=True):
+                    avatar = gr.Image(
+                        value=str(first.avatar) if first.avatar else None,
+                        show_label=False,
+                        height=96,
+                        width=96,
+                        scale=0,
+                        min_width=96,
+                        interactive=False,
+                        container=False,
+                        buttons=[],
+                    )
+                    header = gr.Markdown(_header(first), elem_id="header")
+                chatbot = gr.Chatbot(
+                    value=cast(Any, app.chat.welcome(first)),
+                    height=520,
+                    editable="user",
+                    elem_id="chat",
+                    label="Chat",
+                )
+                with gr.Row():
+                    prompt = gr.Textbox(
+                        show_label=False,
+                        placeholder="Message…",
+                        scale=4,
+                        min_width=300,
+                        elem_id="prompt",
+                        submit_btn=False,
+                    )
+                    send_button = gr.Button("Send", variant="primary", scale=1, min_width=90)
+                    stop_button = gr.Button("Stop", variant="stop", scale=1, min_width=90)
+                    regenerate_button = gr.Button("Regenerate", scale=1, min_width=90)
+                examples = gr.Dataset(
+                    components=[prompt],
+                    samples=[[e] for e in first.examples],
+                    label="Examples",
+                )
+                disclaimer = gr.Markdown(_disclaimer(first))
+            with gr.Column(scale=2):
+                with gr.Accordion("Personalities", open=True):
+                    with gr.Row():
+                        category = gr.Dropdown(categories, value="All", label="Category")
+                        find = gr.Textbox(label="Search", placeholder="name or description")
+                    gallery = gr.Gallery(
+                        value=app.gallery(app.ids),
+                        columns=3,
+                        height=260,
+                        allow_preview=False,
+                        show_label=False,
+                        elem_id="personalities",
+                    )
+                    chosen = gr.Dropdown(
+                        [(app.personalities[i].name, i) for i in app.ids],
+                        value=first.id,
+                        label="Personality",
+                        elem_id="personality",
+                    )
+                model = gr.Dropdown(
+                    [runtime.model], value=runtime.model, label="Model", allow_custom_value=True
+                )
+                with gr.Accordion("Settings", open=True):
+                    for pid in app.ids:
+                        p = app.personalities[pid]
+                        saved = controls.saved_values(p, store.get_settings(pid))
+                        with gr.Column(visible=pid == first.id) as group:
+                            start = len(setting_controls)
+                            for setting in p.settings.values():
+                                setting_controls.append(
+                                    controls.build_control(setting, saved[setting.name])
+                                )
+                            offsets[pid] = (start, len(setting_controls))
+                            for command in p.commands:
+                                button = gr.Button(command.name, size="sm")
+                                button.click(
+                                    lambda prompt_text=command.prompt: prompt_text,
+                                    outputs=prompt,
+                                )
+                            if not p.settings and not p.commands:
+                                gr.Markdown("*No settings.*")
+                        groups.append(group)
+                with gr.Accordion("Sampling", open=False):
+                    sampling_controls = controls.build_sampling_controls(
+                        first.sampling.merged(app.sampling)
+                    )
+
+        n_settings = len(setting_controls)
+
+        def split(pid: str, values: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+            start, end = offsets[pid]
+            p = app.personalities[pid]
+            settings = controls.settings_from(p, values[start:end])
+            return settings, controls.sampling_from(values[n_settings:])
+
+        def personality_view(pid: str, discussion_id: str | None) -> list[Any]:
+            p = app.personalities[pid]
+            shown = app.chat.show(p, discussion_id)
+            saved = controls.saved_values(p, store.get_settings(pid))
+            values: list[Any] = [gr.skip()] * n_settings
+            start, _end = offsets[pid]
+            for index, setting in enumerate(p.settings.values()):
+                values[start + index] = saved[setting.name]
+            return [
+                pid,
+                str(p.avatar) if p.avatar else None,
+                _header(p),
+                _disclaimer(p),
+                gr.Dataset(samples=[[e] for e in p.examples]),
+                *[gr.Column(visible=other == pid) for other in app.ids],
+                *values,
+                *controls.sampling_values(p.sampling.merged(app.sampling)),
+                shown.messages,
+                discussion_id,
+                shown.ids,
+            ]
+
+        view_outputs = [
+            chosen,
+            avatar,
+            header,
+            disclaimer,
+            examples,
+            *groups,
+            *setting_controls,
+            *sampling_controls,
+            chatbot,
+            discussion,
+            shown_ids,
+        ]
+
+        def choose(pid: str) -> list[Any]:
+            return personality_view(pid, None)
+
+        def choose_from_gallery(ids: list[str], event: gr.SelectData) -> list[Any]:
+            with_avatar = [pid for pid in ids if app.personalities[pid].avatar]
+            return personality_view(with_avatar[event.index], None)
+
+        def load(discussion_id: str | None) -> list[Any]:
+            if not discussion_id:
+                return [gr.skip()] * len(view_outputs) + [""]
+            try:
+                d = store.get_discussion(discussion_id)
+            except StoreError as exc:
+                raise gr.Error(str(exc)) from None
+            if d.personality_id not in app.personalities:
+                raise gr.Error(
+                    f"this discussion was with '{d.personality_id}', which is not installed: "
+                    "install it, or export the discussion to read it"
+                )
+            return [*personality_view(d.personality_id, d.id), d.title]
+
+        def refilter(cat: str, text: str) -> tuple[list[tuple[str, str]], list[str]]:
+            ids = app.filtered(cat, text)
+            return app.gallery(ids), ids
+
+        def save_settings(pid: str, *values: Any) -> None:
+            start, end = offsets[pid]
+            settings = controls.settings_from(app.personalities[pid], values[start:end])
+            store.save_settings(pid, settings)
+
+        def stream(
+            turns: Iterator[tuple[str, Shown]], before: list[Any]
+        ) -> Iterator[tuple[Any, Any, Any]]:
+            try:
+                for discussion_id, shown in turns:
+                    yield shown.messages, discussion_id, shown.ids
+            except LollmsError as exc:
+                yield (
+                    [*before, {"role": "assistant", "content": error_text(str(exc))}],
+                    (gr.skip()),
+                    gr.skip(),
+                )
+
+        def send(
+            text: str,
+            pid: str,
+            discussion_id: str | None,
+            history: list[Any],
+            request: gr.Request,
+            *values: Any,
+        ) -> Iterator[tuple[Any, Any, Any]]:
+            if not text.strip():
+                raise gr.Error("Type a message first.")
+            settings, sampling = split(pid, values)
+            cancel = app.cancel_for(request.session_hash or "")
+            turns = app.chat.send(
+                app.personalities[pid],
+                text,
+                discussion_id=discussion_id,
+                settings=settings,
+                sampling=sampling,
+                cancel=cancel,
+            )
+            yield from stream(turns, history)
+
+        def regenerate(
+            pid: str,
+            discussion_id: str | None,
+            history: list[Any],
+            request: gr.Request,
+            *values: Any,
+        ) -> Iterator[tuple[Any, Any, Any]]:
+            if not discussion_id:
+                raise gr.Error("Nothing to regenerate yet: send a message first.")
+            settings, sampling = split(pid, values)
+            cancel = app.cancel_for(request.session_hash or "")
+            turns = app.chat.regenerate(
+                app.personalities[pid],
+                discussion_id,
+                settings=settings,
+                sampling=sampling,
+                cancel=cancel,
+            )
+            yield from stream(turns, history)
+
+        def edit(
+            pid: str,
+            discussion_id: str | None,
+            ids: list[str | None],
+            history: list[Any],
+            request: gr.Request,
+            event: gr.EditData,
+            *values: Any,
+        ) -> Iterator[tuple[Any, Any, Any]]:
+            index = event.index if isinstance(event.index, int) else event.index[0]
+            message_id = ids[index] if 0 <= index < len(ids) else None
+            if not discussion_id or message_id is None:
+                raise gr.Error("Only messages you sent in this discussion can be edited.")
+            settings, sampling = split(pid, values)
+            cancel = app.cancel_for(request.session_hash or "")
+            value = event.value
+            text = value if isinstance(value, str) else str(value.get("text", value))
+            turns = app.chat.edit(
+                app.personalities[pid],
+                discussion_id,
+                message_id,
+                text,
+                settings=settings,
+                sampling=sampling,
+                cancel=cancel,
+            )
+            yield from stream(turns, history)
+
+        def stop(request: gr.Request) -> None:
+            app.stop(request.session_hash or "")
+
+        def refresh(text: str) -> Any:
+            return gr.Radio(choices=app.discussion_choices(text))
+
+        def refresh_selected(text: str, discussion_id: str | None) -> Any:
+            return gr.Radio(choices=app.discussion_choices(text), value=discussion_id)
+
+        def new(pid: str) -> list[Any]:
+            return [*personality_view(pid, None), gr.Radio(value=None)]
+
+        def rename(discussion_id: str | None, new_title: str, text: str) -> Any:
+            if not discussion_id:
+                raise gr.Error("Open a discussion first.")
+            store.rename_discussion(discussion_id, new_title)
+            return gr.Radio(choices=app.discussion_choices(text), value=discussion_id)
+
+        def delete(pid: str, discussion_id: str | None, text: str) -> list[Any]:
+            if not discussion_id:
+                raise gr.Error("Open a discussion first.")
+            store.delete_discussion(discussion_id)
+            return [
+                *personality_view(pid, None),
+                gr.Radio(choices=app.discussion_choices(text), value=None),
+            ]
+
+        def export(discussion_id: str | None, kind: str) -> str:
+            if not discussion_id:
+                raise gr.Error("Open a discussion first.")
+            folder = Path(tempfile.mkdtemp(prefix="lollms-export-"))
+            if kind == "md":
+                path = folder / f"discussion-{discussion_id}.md"
+                path.write_text(store.export_markdown(discussion_id), encoding="utf-8")
+            else:
+                path = folder / f"discussion-{discussion_id}.json"
+                data = store.export_json(discussion_id)
+                path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+            return str(path)
+
+        def import_file(file: Any, text: str) -> list[Any]:
+            path = Path(file if isinstance(file, str) else file.name)
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                discussion_id = store.import_json(data)
+            except (OSError, ValueError, StoreError) as exc:
+                raise gr.Error(f"could not import {path.name}: {exc}") from None
+            return [
+                *load(discussion_id)[:-1],
+                gr.Radio(choices=app.discussion_choices(text), value=discussion_id),
+            ]
+
+        def set_model(name: str) -> None:
+            if name and name.strip():
+                runtime.model = name.strip()
+
+        run_inputs = [*setting_controls, *sampling_controls]
+        turn_outputs = [chatbot, discussion, shown_ids]
+        chosen.input(choose, chosen, view_outputs)
+        gallery.select(choose_from_gallery, visible_ids, view_outputs)
+        category.change(refilter, [category, find], [gallery, visible_ids])
+        find.change(refilter, [category, find], [gallery, visible_ids])
+        for control in setting_controls:
+            control.change(save_settings, [chosen, *setting_controls], None)
+        examples.click(lambda sample: sample[0], examples, prompt)
+        model.change(set_model, model, None)
+
+        sent = gr.on(
+            [send_button.click, prompt.submit],
+            send,
+            [prompt, chosen, discussion, chatbot, *run_inputs],
+            turn_outputs,
+        )
+        sent.then(lambda: "", None, prompt).then(
+            refresh_selected, [search, discussion], discussions
+        )
+        regenerated = regenerate_button.click(
+            regenerate, [chosen, discussion, chatbot, *run_inputs], turn_outputs
+        )
+        regenerated.then(refresh_selected, [search, discussion], discussions)
+        edited = chatbot.edit(
+            edit, [chosen, discussion, shown_ids, chatbot, *run_inputs], turn_outputs
+        )
+        edited.then(refresh_selected, [search, discussion], discussions)
+        stop_button.click(stop, None, None, cancels=[sent, regenerated, edited])
+
+        search.change(refresh, search, discussions)
+        discussions.select(load, discussions, [*view_outputs, title])
+        new_button.click(new, chosen, [*view_outputs, discussions])
+        rename_button.click(rename, [discussion, title, search], discussions)
+        delete_button.click(delete, [chosen, discussion, search], [*view_outputs, discussions])
+        export_md.click(lambda d: export(d, "md"), discussion, download)
+        export_json.click(lambda d: export(d, "json"), discussion, download)
+        upload.upload(import_file, [upload, search], [*view_outputs, discussions])
+        demo.load(refresh, search, discussions)
+    return demo, app

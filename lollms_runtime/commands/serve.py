@@ -1,0 +1,52 @@
+"""`lollms serve`: the generated web app on 127.0.0.1 (optionally behind a login)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import LollmsError
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..app.server import launch, parse_auth
+    from ..runtime import Runtime
+    from ..store import Store
+
+    try:
+        auth = parse_auth(args.auth)
+    except ValueError as exc:
+        raise LollmsError(str(exc)) from None
+    runtime = Runtime(personalities=args.personalities, model=args.model)
+    store = Store()
+    if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+        print(
+            f"warning: serving on {args.host} without --auth: anyone who can reach this "
+            "address can use the app"
+        )
+    print(f"lollms: http://{args.host}:{args.port} (discussions in {store.path})", flush=True)
+    try:
+        sampling = {"max_tokens": args.max_tokens} if args.max_tokens else None
+        launch(runtime, store, host=args.host, port=args.port, auth=auth, sampling=sampling)
+    finally:
+        store.close()
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="open the web app",
+        description="Serve the web app: pick a personality, chat, tune its settings.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--auth", metavar="USER:PASS", help="require this login")
+    p.add_argument(
+        "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
+    )
+    p.add_argument(
+        "--max-tokens", type=int, help="start the sampling panel at this many tokens per step"
+    )
+    p.set_defaults(handler=cmd_serve)
