@@ -32,6 +32,7 @@ def tiny_xl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LOLLMS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LOLLMS_MODELS_DIR", str(tmp_path / "home" / "models"))
     return tmp_path / "home"
 
 

@@ -16,6 +16,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from huggingface_hub import constants
 
     monkeypatch.setenv("LOLLMS_HOME", str(tmp_path))
+    monkeypatch.setenv("LOLLMS_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     return tmp_path
 
