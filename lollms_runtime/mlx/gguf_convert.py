@@ -80,8 +80,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """Write config.json, model.safetensors and the tokenizer files of ``gguf_path`` into ``out_dir``."""
     import mlx.core as mx
 
+    weights: Any
+    metadata: Any
     try:
-        weights, metadata = mx.load(str(gguf_path), return_metadata=True)
+        weights, metadata = mx.load(str(gguf_path), return_metadata=True)  # type: ignore[misc]
     except (RuntimeError, ValueError) as exc:
         # mx.load reads F32/F16/Q4_0/Q4_1/Q8_0 only; K-quants go through the gguf package.
         weights, metadata = _load_with_gguf_package(gguf_path, exc)

@@ -136,7 +136,8 @@ def _load(spec: str, dtype: str) -> LoadedModel:
     from mlx_lm.utils import dequantize_model
 
     folder = resolve_model(spec)
-    model, tokenizer = mlx_lm.load(str(folder))
+    loaded: Any = mlx_lm.load(str(folder))  # (model, tokenizer); typed as a 3-tuple upstream
+    model, tokenizer = loaded[0], loaded[1]
     if dtype != "quantized":
         model = dequantize_model(model)
         target = getattr(mx, dtype)
