@@ -154,6 +154,7 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     # Continue: the shown answer grows in place, one more generate step in its trace.
     page.get_by_role("button", name="Continue").click()
     expect(chat).to_contain_text("generate · answer", timeout=120_000)
+    expect(chat.get_by_text("running")).to_have_count(0, timeout=120_000)
     expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
     page.screenshot(path=str(SHOTS / "3c-continued.png"))
 

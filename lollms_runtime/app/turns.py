@@ -269,6 +269,8 @@ class Chat:
         if len(thread) < 2 or thread[-1].role != "assistant" or thread[-2].role != "user":
             raise LollmsError("nothing to continue: the last message is not an answer")
         answer, user = thread[-1], thread[-2]
+        if answer.status == "generating":
+            raise LollmsError("the last answer is still being written: wait, or stop it first")
         if not answer.content.strip():
             raise LollmsError("the last answer is empty: regenerate it instead")
         view = self.stored_answer(answer)
