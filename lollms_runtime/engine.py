@@ -80,6 +80,9 @@ class Turn:
     discussion_id: str | None = None
     artifacts_dir: Path | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Values the steps' templates see from the start (as data, never as template source);
+    # ``message``, ``history``, ``settings``, ``personality`` and ``now`` take precedence.
+    variables: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,7 +101,7 @@ class StepContext:
         self.personality = turn.personality
         self.depth = depth
         self.counters = _Counters()
-        self.variables: dict[str, Any] = {}
+        self.variables: dict[str, Any] = dict(turn.variables)
         self.reply: Reply | None = None
         self.last_text: str | None = None
         self.streamed_ids: set[str] = set()
@@ -241,7 +244,8 @@ class Engine:
         try:
             pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
             declared, ctx.streamed_ids = self._plan(pipeline)
-            ctx.variables.update(declared)
+            for name, value in declared.items():  # an initial variable beats a declared None
+                ctx.variables.setdefault(name, value)
             yield from ctx.run_steps(pipeline, "pipeline")
             reply = ctx.reply or Reply(text=ctx.last_text or "")
             yield reply

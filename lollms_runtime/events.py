@@ -59,6 +59,11 @@ class Progress:
     total: int
 
 
+def progress_text(kind: str, done: int, total: int) -> str:
+    """A long step's progress as people see it, e.g. ``painting 3/20`` for text_to_image."""
+    return f"{'painting' if kind == 'text_to_image' else 'progress'} {done}/{total}"
+
+
 @dataclass(frozen=True)
 class Reply:
     """What the user sees: the final text, images, and the step outputs the trace shows."""

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from .backends.base import ChatMessage
+from .errors import LollmsError
 from .events import Done, Event, ImageProduced, Reply, StepFinished, Token, TurnError
-from .store import Store
+from .store import LEAF, Store, StoreError
 from .store.models import Message
+
+log = logging.getLogger(__name__)
 
 _STATUS = {"ok": "complete", "error": "error", "cancelled": "cancelled"}
 _STEP_STATUS = {"ok": "complete", "skipped": "skipped", "failed": "error", "fallback": "complete"}
+_DETAIL = " — "  # a step's detail is saved after its title: "title — detail"
 
 
 def history_of(thread: list[Message]) -> list[ChatMessage]:
@@ -24,12 +31,139 @@ def history_of(thread: list[Message]) -> list[ChatMessage]:
     ]
 
 
+def step_title(title: str, detail: str) -> str:
+    """How a step's title and detail (branch taken, iterations) are saved together."""
+    return f"{title}{_DETAIL}{detail}" if detail else title
+
+
+def split_step_title(saved: str) -> tuple[str, str]:
+    """A saved step title back into (title, detail)."""
+    title, _sep, detail = saved.partition(_DETAIL)
+    return title, detail
+
+
 def _jsonable(value: Any) -> Any:
     try:
         json.dumps(value)
         return value
     except (TypeError, ValueError):
         return json.loads(json.dumps(value, default=str))
+
+
+class Recording:
+    """One answer being saved: a new one, or an existing one being continued.
+
+    ``answer_id`` exists as soon as the recording does, so a front end can show it at once;
+    ``images`` are the files kept with the answer (only those the store may serve).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        discussion_id: str,
+        *,
+        parent_id: str | None = None,
+        model: str | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        continue_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.discussion_id = discussion_id
+        self.images: list[Path] = []
+        self.finished = False
+        if continue_id is not None:
+            store.continue_answer(continue_id)
+            self.answer_id = continue_id
+            for artifact in store.artifacts(continue_id):
+                with contextlib.suppress(StoreError):
+                    self.images.append(store.resolve_artifact(artifact.path))
+        else:
+            self.answer_id = store.begin_answer(
+                discussion_id,
+                LEAF if parent_id is None else parent_id,
+                model=model,
+                sampling=dict(sampling or {}),
+            )
+
+    def record(self, events: Iterator[Event]) -> Iterator[Event]:
+        """Pass ``events`` through, saving the answer as it grows: a kill leaves it *interrupted*,
+        an exception leaves it *error* (and goes on up), a consumer that stops early *cancelled*."""
+        reply_text: str | None = None
+        error: str | None = None
+        try:
+            for event in events:
+                if isinstance(event, Token) and event.visible:
+                    self.store.append_answer(self.answer_id, event.text)
+                elif isinstance(event, StepFinished):
+                    self._step(event)
+                elif isinstance(event, ImageProduced):
+                    self._image(event.path, event.step_id, event.params)
+                elif isinstance(event, Reply):
+                    reply_text = event.text
+                    for image in event.images:
+                        self._image(Path(image), None, {})
+                elif isinstance(event, TurnError):
+                    error = event.message + (f"\n{event.hint}" if event.hint else "")
+                elif isinstance(event, Done):
+                    self._finish(
+                        _STATUS[event.status],
+                        content=reply_text
+                        if reply_text is not None and event.status == "ok"
+                        else None,
+                        error=error,
+                        stats={
+                            "prompt_tokens": event.prompt_tokens,
+                            "generation_tokens": event.generation_tokens,
+                            "duration_s": round(event.duration, 3),
+                            "steps": event.steps,
+                        },
+                    )
+                yield event
+        except LollmsError as exc:  # e.g. settings that do not fit, raised as the turn starts
+            self._finish("error", error=str(exc))
+            raise
+        except Exception as exc:  # a plugin or personality bug: say so, keep the text so far
+            self._finish("error", error=unexpected(exc))
+            raise
+        finally:
+            if not self.finished:  # the consumer stopped early (closed generator, Ctrl-C)
+                self._finish("cancelled")
+
+    def _finish(self, status: str, **kwargs: Any) -> None:
+        if not self.finished:
+            self.store.finish_answer(self.answer_id, status, **kwargs)  # type: ignore[arg-type]
+            self.finished = True
+
+    def _step(self, event: StepFinished) -> None:
+        self.store.add_step(
+            self.answer_id,
+            event.kind,
+            step_id=event.step_id,
+            title=step_title(event.title, event.detail),
+            status=_STEP_STATUS[event.status],  # type: ignore[arg-type]
+            output=None if event.kind == "reply" else _jsonable(event.output),
+            duration_s=event.duration,
+            prompt_tokens=event.prompt_tokens,
+            generation_tokens=event.generation_tokens,
+            error=event.error or None,
+        )
+
+    def _image(self, path: Path, step_id: str | None, params: Mapping[str, Any]) -> None:
+        if any(p.resolve() == path.resolve() for p in self.images):
+            return
+        try:
+            self.store.add_artifact(
+                self.answer_id, path, params=_jsonable(dict(params)), step_id=step_id
+            )
+        except StoreError as exc:  # outside the store's folder: never served, so not kept
+            log.warning("image not kept: %s", exc)
+            return
+        self.images.append(path)
+
+
+def unexpected(exc: BaseException) -> str:
+    """How a turn that crashed on a bug is worded."""
+    return f"the turn failed unexpectedly: {type(exc).__name__}: {exc}"
 
 
 def record_turn(
@@ -40,55 +174,16 @@ def record_turn(
     parent_id: str | None = None,
     model: str | None = None,
     sampling: Mapping[str, Any] | None = None,
+    continue_id: str | None = None,
 ) -> Iterator[Event]:
-    """Pass ``events`` through, saving the answer as it grows: a kill leaves it *interrupted*."""
-    kwargs: dict[str, Any] = {"model": model, "sampling": dict(sampling or {})}
-    if parent_id is not None:
-        kwargs["parent_id"] = parent_id
-    answer = store.begin_answer(discussion_id, **kwargs)
-    reply_text: str | None = None
-    error: str | None = None
-    finished = False
-    try:
-        for event in events:
-            if isinstance(event, Token) and event.visible:
-                store.append_answer(answer, event.text)
-            elif isinstance(event, StepFinished):
-                store.add_step(
-                    answer,
-                    event.kind,
-                    step_id=event.step_id,
-                    title=event.title,
-                    status=_STEP_STATUS[event.status],  # type: ignore[arg-type]
-                    output=_jsonable(event.output),
-                    duration_s=event.duration,
-                    prompt_tokens=event.prompt_tokens,
-                    generation_tokens=event.generation_tokens,
-                    error=event.error or None,
-                )
-            elif isinstance(event, ImageProduced):
-                store.add_artifact(
-                    answer, event.path, params=_jsonable(event.params), step_id=event.step_id
-                )
-            elif isinstance(event, Reply):
-                reply_text = event.text
-            elif isinstance(event, TurnError):
-                error = event.message + (f"\n{event.hint}" if event.hint else "")
-            elif isinstance(event, Done):
-                store.finish_answer(
-                    answer,
-                    _STATUS[event.status],  # type: ignore[arg-type]
-                    content=reply_text if reply_text is not None and event.status == "ok" else None,
-                    error=error,
-                    stats={
-                        "prompt_tokens": event.prompt_tokens,
-                        "generation_tokens": event.generation_tokens,
-                        "duration_s": round(event.duration, 3),
-                        "steps": event.steps,
-                    },
-                )
-                finished = True
-            yield event
-    finally:
-        if not finished:  # the consumer stopped early (closed generator, exception)
-            store.finish_answer(answer, "cancelled")
+    """Pass ``events`` through, saving the answer as it grows (see :class:`Recording`);
+    ``continue_id`` appends to that existing answer instead of starting a new one."""
+    recording = Recording(
+        store,
+        discussion_id,
+        parent_id=parent_id,
+        model=model,
+        sampling=sampling,
+        continue_id=continue_id,
+    )
+    return recording.record(events)

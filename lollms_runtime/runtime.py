@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -11,13 +12,26 @@ from .backends.base import ChatMessage, ImageBackend, TextBackend
 from .catalog import Catalog
 from .engine import Engine, Limits, Turn
 from .errors import LollmsError
-from .events import Event
+from .events import Event, Token
 from .loader import default_host
 from .personality import Personality
 from .plugins import PluginHost
 
 DEFAULT_TEXT_BACKEND = "mlx"
 DEFAULT_IMAGE_BACKEND = "mlx-diffusion"
+
+# Continuing an answer: one generate that picks up where the answer stopped. The message and the
+# answer so far are variables, so braces in them stay literal text.
+CONTINUE_PIPELINE: tuple[Mapping[str, Any], ...] = (
+    {
+        "generate": {
+            "id": "answer",
+            "prompt": "{{ continue_message }}",
+            "answer_prefix": "{{ continue_text }}",
+        }
+    },
+    {"reply": {"text": "{{ answer }}"}},
+)
 
 
 class Runtime:
@@ -88,6 +102,44 @@ class Runtime:
         cancel: threading.Event | None = None,
     ) -> Iterator[Event]:
         """Run one turn and yield its events (the last one is always ``Done``)."""
+        turn = self._turn(
+            personality, message, history, settings, sampling, discussion_id, artifacts_dir, cancel
+        )
+        return self.engine.run_turn(turn)
+
+    def continue_answer(
+        self,
+        personality: str | Personality,
+        message: str,
+        answer: str,
+        *,
+        history: Sequence[ChatMessage] = (),
+        settings: Mapping[str, Any] | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        discussion_id: str | None = None,
+        artifacts_dir: Path | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Extend ``answer`` (to ``message``, after ``history``): the model goes on from its last
+        word. Tokens are only the new text; the ``Reply`` is the whole answer."""
+        turn = self._turn(
+            personality, message, history, settings, sampling, discussion_id, artifacts_dir, cancel
+        )
+        turn.personality = dataclasses.replace(turn.personality, pipeline=CONTINUE_PIPELINE)
+        turn.variables = {"continue_message": message, "continue_text": answer}
+        return _new_text_only(self.engine.run_turn(turn), answer)
+
+    def _turn(
+        self,
+        personality: str | Personality,
+        message: str,
+        history: Sequence[ChatMessage],
+        settings: Mapping[str, Any] | None,
+        sampling: Mapping[str, Any] | None,
+        discussion_id: str | None,
+        artifacts_dir: Path | None,
+        cancel: threading.Event | None,
+    ) -> Turn:
         target = (
             personality
             if isinstance(personality, Personality)
@@ -97,7 +149,7 @@ class Runtime:
             resolved = target.resolve_settings(settings)
         except ValueError as exc:
             raise LollmsError(str(exc)) from None
-        turn = Turn(
+        return Turn(
             personality=target,
             message=message,
             history=tuple(history),
@@ -107,4 +159,14 @@ class Runtime:
             artifacts_dir=artifacts_dir,
             cancel=cancel or threading.Event(),
         )
-        return self.engine.run_turn(turn)
+
+
+def _new_text_only(events: Iterator[Event], prefix: str) -> Iterator[Event]:
+    """Drop the echo of the answer prefix (generate streams it first): it is already shown."""
+    pending = bool(prefix)
+    for event in events:
+        if pending and isinstance(event, Token) and event.visible:
+            pending = False
+            if event.text == prefix:
+                continue
+        yield event

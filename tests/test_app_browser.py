@@ -142,6 +142,22 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     expect(chat.get_by_text("text_to_image · Paint the description")).to_have_count(1)
     page.screenshot(path=str(SHOTS / "3-no-painting.png"))
 
+    # Regenerate: the old answer is kept, and the arrows switch between the two versions.
+    answers = page.locator("#versions-assistant")
+    expect(answers).to_be_hidden()
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 2/2", timeout=120_000)
+    answers.get_by_role("button", name="◀").click()
+    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
+    page.screenshot(path=str(SHOTS / "3b-versions.png"))
+
+    # Continue: the shown answer grows in place, one more generate step in its trace.
+    page.get_by_role("button", name="Continue").click()
+    expect(chat).to_contain_text("generate · answer", timeout=120_000)
+    expect(chat.get_by_text("running")).to_have_count(0, timeout=120_000)
+    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
+    page.screenshot(path=str(SHOTS / "3c-continued.png"))
+
     # Restart the server: the discussion is in the sidebar and opens again.
     server.stop()
     server.start()

@@ -26,8 +26,10 @@ from ..events import (
     StepStarted,
     Token,
     TurnError,
+    progress_text,
 )
 from ..personality import Personality
+from ..recorder import Recording, history_of, split_step_title, unexpected
 from ..runtime import Runtime
 from ..store import LEAF, Message, Store, StoreError
 
@@ -35,14 +37,6 @@ log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 600
 ChatDict = dict[str, Any]
-
-# Event step statuses → the store's step statuses.
-_STEP_STATUS: dict[str, Any] = {
-    "ok": "complete",
-    "skipped": "skipped",
-    "failed": "error",
-    "fallback": "complete",
-}
 
 
 @dataclass
@@ -126,6 +120,19 @@ def error_text(message: str, hint: str = "") -> str:
     return f"⚠️ {message}" + (f"\n\n*{hint}*" if hint else "")
 
 
+@dataclass(frozen=True)
+class Version:
+    """A message with alternatives: which one is shown (``index``) among ``ids``, oldest first."""
+
+    message_id: str
+    index: int
+    ids: list[str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.index + 1}/{len(self.ids)}"
+
+
 @dataclass
 class Shown:
     """What the chat shows: message dicts, and for each the store message id (or None)."""
@@ -153,7 +160,7 @@ class Chat:
         """An answer from the store as an :class:`AnswerView`."""
         view = AnswerView(text=message.content, status=message.status)
         for step in self.store.steps(message.id):
-            title, _sep, detail = step.title.partition(" — ")  # saved as "title — detail"
+            title, detail = split_step_title(step.title)
             view.steps[f"{step.position}"] = StepView(
                 kind=step.kind,
                 title=title,
@@ -248,14 +255,72 @@ class Chat:
         user = self.store.add_message(discussion_id, "user", text, parent)
         yield from self._answer(personality, discussion_id, user, settings, sampling, cancel)
 
+    def continue_(
+        self,
+        personality: Personality,
+        discussion_id: str,
+        *,
+        settings: Mapping[str, Any],
+        sampling: Mapping[str, Any],
+        cancel: threading.Event,
+    ) -> Iterator[tuple[str, Shown]]:
+        """Extend the last answer (stopped at max tokens, stopped, or interrupted) in place."""
+        thread = self.store.thread(discussion_id)
+        if len(thread) < 2 or thread[-1].role != "assistant" or thread[-2].role != "user":
+            raise LollmsError("nothing to continue: the last message is not an answer")
+        answer, user = thread[-1], thread[-2]
+        if answer.status == "generating":
+            raise LollmsError("the last answer is still being written: wait, or stop it first")
+        if not answer.content.strip():
+            raise LollmsError("the last answer is empty: regenerate it instead")
+        view = self.stored_answer(answer)
+        view.status, view.error = "generating", ""
+        history = self._history(discussion_id, user)
+
+        def events() -> Iterator[Event]:
+            yield from self.runtime.continue_answer(
+                personality,
+                user.content,
+                answer.content,
+                history=history,
+                settings=settings,
+                sampling=sampling,
+                discussion_id=discussion_id,
+                artifacts_dir=self.store.artifact_dir(discussion_id),
+                cancel=cancel,
+            )
+
+        recording = Recording(self.store, discussion_id, continue_id=answer.id)
+        yield from self._stream(personality, discussion_id, user, recording, view, events(), cancel)
+
+    def versions(self, discussion_id: str | None) -> dict[str, Version]:
+        """Where the active branch can switch: the last user message's and the last answer's
+        alternatives (edits and regenerations), keyed by role; only those with more than one."""
+        found: dict[str, Version] = {}
+        if discussion_id is None:
+            return found
+        thread = self.store.thread(discussion_id)
+        for role in ("user", "assistant"):
+            last = next((m for m in reversed(thread) if m.role == role), None)
+            if last is None:
+                continue
+            ids = [m.id for m in self.store.siblings(last.id) if m.role == role]
+            if len(ids) > 1:
+                found[role] = Version(last.id, ids.index(last.id), ids)
+        return found
+
+    def switch(self, discussion_id: str, role: str, step: int) -> None:
+        """Show the previous (``step`` -1) or next (+1) version of the last message of ``role``."""
+        version = self.versions(discussion_id).get(role)
+        if version is None:
+            raise LollmsError(f"the last {role} message has no other version")
+        target = version.ids[(version.index + step) % len(version.ids)]
+        self.store.set_leaf(discussion_id, target)
+
     def _history(self, discussion_id: str, user: Message) -> list[ChatMessage]:
-        history: list[ChatMessage] = []
         if user.parent_id is None:
-            return history
-        for message in self.store.thread(discussion_id, user.parent_id):
-            if message.content and message.status in ("complete", "interrupted", "cancelled"):
-                history.append(ChatMessage(message.role, message.content))
-        return history
+            return []
+        return history_of(self.store.thread(discussion_id, user.parent_id))
 
     def _answer(
         self,
@@ -267,22 +332,9 @@ class Chat:
         cancel: threading.Event,
     ) -> Iterator[tuple[str, Shown]]:
         history = self._history(discussion_id, user)
-        before = self.show(personality, discussion_id, user.id)
-        answer_id = self.store.begin_answer(
-            discussion_id, user.id, model=self.runtime.model, sampling=dict(sampling)
-        )
-        view = AnswerView()
 
-        def shown() -> Shown:
-            live = view.messages()
-            return Shown(before.messages + live, before.ids + [answer_id] * len(live))
-
-        status = "complete"
-        stats: dict[str, Any] = {}
-        events: Iterator[Event] | None = None
-        try:
-            yield discussion_id, shown()
-            events = self.runtime.run(
+        def events() -> Iterator[Event]:  # raised errors surface while iterating: recorded
+            yield from self.runtime.run(
                 personality,
                 user.content,
                 history=history,
@@ -292,16 +344,45 @@ class Chat:
                 artifacts_dir=self.store.artifact_dir(discussion_id),
                 cancel=cancel,
             )
-            for event in events:
-                if self._apply(event, view, answer_id):
+
+        recording = Recording(
+            self.store,
+            discussion_id,
+            parent_id=user.id,
+            model=self.runtime.model,
+            sampling=sampling,
+        )
+        yield from self._stream(
+            personality, discussion_id, user, recording, AnswerView(), events(), cancel
+        )
+
+    def _stream(
+        self,
+        personality: Personality,
+        discussion_id: str,
+        user: Message,
+        recording: Recording,
+        view: AnswerView,
+        events: Iterator[Event],
+        cancel: threading.Event,
+    ) -> Iterator[tuple[str, Shown]]:
+        """Record ``events`` into the answer and yield the chat after each visible change."""
+        before = self.show(personality, discussion_id, user.id)
+        answer_id = recording.answer_id
+
+        def shown() -> Shown:
+            view.images = list(recording.images)
+            live = view.messages()
+            return Shown(before.messages + live, before.ids + [answer_id] * len(live))
+
+        status = "complete"
+        recorded = recording.record(events)
+        try:
+            yield discussion_id, shown()
+            for event in recorded:
+                if self._apply(event, view):
                     yield discussion_id, shown()
                 if isinstance(event, Done):
-                    stats = {
-                        "duration": event.duration,
-                        "prompt_tokens": event.prompt_tokens,
-                        "generation_tokens": event.generation_tokens,
-                        "steps": event.steps,
-                    }
                     status = {"ok": "complete", "error": "error", "cancelled": "cancelled"}[
                         event.status
                     ]
@@ -309,49 +390,35 @@ class Chat:
             view.error = error_text(str(exc))
             status = "error"
         except GeneratorExit:
-            # Gradio closed the stream (Stop, or the page went away): let the turn wind down.
+            # Gradio closed the stream (Stop, or the page went away): let the turn wind down
+            # (the recorder saves what it has) before the generator goes.
             cancel.set()
-            status = "cancelled"
+            for _ in recorded:
+                pass
             raise
         except Exception as exc:  # a plugin or personality bug must not take the app down
             log.exception("turn failed")
             view.error = error_text(
-                f"the turn failed unexpectedly: {type(exc).__name__}: {exc}",
+                unexpected(exc),
                 "The server log has the traceback; report it to the personality's author.",
             )
             status = "error"
-        finally:
-            if status == "cancelled" and events is not None:
-                for _ in events:  # drain so the engine ends its steps cleanly
-                    pass
-            if cancel.is_set() and status == "complete":
-                status = "cancelled"
-            if view.error and status == "complete":
-                status = "error"
-            view.status = status
-            self.store.finish_answer(
-                answer_id,
-                status,  # type: ignore[arg-type]
-                content=view.text,
-                error=view.error.removeprefix("⚠️ ") or None,
-                stats=stats,
-            )
+        view.status = status
         yield discussion_id, shown()
 
-    def _apply(self, event: Event, view: AnswerView, answer_id: str) -> bool:
-        """Update ``view`` (and the store) with one event; True if the chat should redraw."""
+    def _apply(self, event: Event, view: AnswerView) -> bool:
+        """Update ``view`` with one event (the recorder saves it); True if the chat should redraw."""
         if isinstance(event, StepStarted):
             view.steps[event.step_id + event.path] = StepView(event.kind, event.title)
         elif isinstance(event, Token):
             if not event.visible:
                 return False
             view.text += event.text
-            self.store.append_answer(answer_id, event.text)
         elif isinstance(event, Progress):
             step = self._find(view, event.step_id)
             if step is None:
                 return False
-            step.progress = f"{event.done}/{event.total}"
+            step.progress = progress_text(step.kind, event.done, event.total)
         elif isinstance(event, StepFinished):
             step = view.steps.setdefault(
                 event.step_id + event.path, StepView(event.kind, event.title)
@@ -362,24 +429,10 @@ class Chat:
             step.detail = event.detail
             step.error = event.error
             step.output = None if event.kind == "reply" else event.output
-            self.store.add_step(
-                answer_id,
-                event.kind,
-                step_id=event.step_id,
-                title=f"{event.title} — {event.detail}" if event.detail else event.title,
-                status=_STEP_STATUS.get(event.status, "complete"),
-                output=step.output,
-                duration_s=event.duration,
-                prompt_tokens=event.prompt_tokens,
-                generation_tokens=event.generation_tokens,
-                error=event.error or None,
-            )
         elif isinstance(event, ImageProduced):
-            self._add_image(view, answer_id, event.path, event.step_id, event.params)
+            pass  # the recording keeps it (if the store may serve it); shown() picks it up
         elif isinstance(event, Reply):
             view.text = event.text
-            for image in event.images:
-                self._add_image(view, answer_id, Path(image), None, {})
         elif isinstance(event, TurnError):
             view.error = error_text(event.message, event.hint)
         else:
@@ -391,20 +444,3 @@ class Chat:
             if key.startswith(step_id):
                 return step
         return None
-
-    def _add_image(
-        self,
-        view: AnswerView,
-        answer_id: str,
-        path: Path,
-        step_id: str | None,
-        params: Mapping[str, Any],
-    ) -> None:
-        if any(p.resolve() == path.resolve() for p in view.images):
-            return
-        try:
-            self.store.add_artifact(answer_id, path, params=params, step_id=step_id)
-        except StoreError as exc:  # outside the store's folder: not served
-            log.warning("image not kept: %s", exc)
-            return
-        view.images.append(path)

@@ -171,6 +171,16 @@ def build_app(
                     send_button = gr.Button("Send", variant="primary", scale=1, min_width=90)
                     stop_button = gr.Button("Stop", variant="stop", scale=1, min_width=90)
                     regenerate_button = gr.Button("Regenerate", scale=1, min_width=90)
+                    continue_button = gr.Button("Continue", scale=1, min_width=90)
+                # Switching between the versions of the last message and the last answer (edits
+                # and regenerations): each row shows only when there is more than one.
+                navigators: list[Any] = []
+                for role, what in (("user", "Message"), ("assistant", "Answer")):
+                    with gr.Row(visible=False, elem_id=f"versions-{role}") as row:
+                        previous = gr.Button("◀", size="sm", scale=0, min_width=40)
+                        label = gr.Markdown(elem_id=f"versions-{role}-label")
+                        following = gr.Button("▶", size="sm", scale=0, min_width=40)
+                    navigators.append((role, what, row, label, previous, following))
                 examples = gr.Dataset(
                     components=[prompt],
                     samples=[[e] for e in first.examples],
@@ -381,6 +391,50 @@ def build_app(
             )
             yield from stream(turns, history)
 
+        def continue_(
+            pid: str,
+            discussion_id: str | None,
+            history: list[Any],
+            request: gr.Request,
+            *values: Any,
+        ) -> Iterator[tuple[Any, Any, Any]]:
+            if not discussion_id:
+                raise gr.Error("Nothing to continue yet: send a message first.")
+            settings, sampling = split(pid, values)
+            cancel = app.cancel_for(request.session_hash or "")
+            turns = app.chat.continue_(
+                app.personalities[pid],
+                discussion_id,
+                settings=settings,
+                sampling=sampling,
+                cancel=cancel,
+            )
+            yield from stream(turns, history)
+
+        def version_rows(discussion_id: str | None) -> list[Any]:
+            found = app.chat.versions(discussion_id)
+            updates: list[Any] = []
+            for role, what, *_ in navigators:
+                version = found.get(role)
+                updates.append(gr.Row(visible=version is not None))
+                updates.append(f"{what} {version.label}" if version else "")
+            return updates
+
+        version_outputs = [c for _r, _w, row, label, *_ in navigators for c in (row, label)]
+
+        def switch(pid: str, discussion_id: str | None, role: str, step: int) -> list[Any]:
+            if not discussion_id:
+                raise gr.Error("Open a discussion first.")
+            try:
+                app.chat.switch(discussion_id, role, step)
+            except (LollmsError, StoreError) as exc:
+                raise gr.Error(str(exc)) from None
+            shown = app.chat.show(app.personalities[pid], discussion_id)
+            return [shown.messages, shown.ids, *version_rows(discussion_id)]
+
+        def switcher(role: str, step: int) -> Any:
+            return lambda pid, discussion_id: switch(pid, discussion_id, role, step)
+
         def stop(request: gr.Request) -> None:
             app.stop(request.session_hash or "")
 
@@ -439,8 +493,10 @@ def build_app(
 
         run_inputs = [*setting_controls, *sampling_controls]
         turn_outputs = [chatbot, discussion, shown_ids]
-        chosen.input(choose, chosen, view_outputs)
-        gallery.select(choose_from_gallery, visible_ids, view_outputs)
+        chosen.input(choose, chosen, view_outputs).then(version_rows, discussion, version_outputs)
+        gallery.select(choose_from_gallery, visible_ids, view_outputs).then(
+            version_rows, discussion, version_outputs
+        )
         category.change(refilter, [category, find], [gallery, visible_ids])
         find.change(refilter, [category, find], [gallery, visible_ids])
         for control in setting_controls:
@@ -456,24 +512,47 @@ def build_app(
         )
         sent.then(lambda: "", None, prompt).then(
             refresh_selected, [search, discussion], discussions
-        )
+        ).then(version_rows, discussion, version_outputs)
         regenerated = regenerate_button.click(
             regenerate, [chosen, discussion, chatbot, *run_inputs], turn_outputs
         )
-        regenerated.then(refresh_selected, [search, discussion], discussions)
+        regenerated.then(refresh_selected, [search, discussion], discussions).then(
+            version_rows, discussion, version_outputs
+        )
         edited = chatbot.edit(
             edit, [chosen, discussion, shown_ids, chatbot, *run_inputs], turn_outputs
         )
-        edited.then(refresh_selected, [search, discussion], discussions)
-        stop_button.click(stop, None, None, cancels=[sent, regenerated, edited])
+        edited.then(refresh_selected, [search, discussion], discussions).then(
+            version_rows, discussion, version_outputs
+        )
+        continued = continue_button.click(
+            continue_, [chosen, discussion, chatbot, *run_inputs], turn_outputs
+        )
+        continued.then(refresh_selected, [search, discussion], discussions)
+        stop_button.click(stop, None, None, cancels=[sent, regenerated, edited, continued])
+        for role, _what, _row, _label, previous, following in navigators:
+            for button, step in ((previous, -1), (following, 1)):
+                button.click(
+                    switcher(role, step),
+                    [chosen, discussion],
+                    [chatbot, shown_ids, *version_outputs],
+                )
 
         search.change(refresh, search, discussions)
-        discussions.select(load, discussions, [*view_outputs, title])
-        new_button.click(new, chosen, [*view_outputs, discussions])
+        discussions.select(load, discussions, [*view_outputs, title]).then(
+            version_rows, discussion, version_outputs
+        )
+        new_button.click(new, chosen, [*view_outputs, discussions]).then(
+            version_rows, discussion, version_outputs
+        )
         rename_button.click(rename, [discussion, title, search], discussions)
-        delete_button.click(delete, [chosen, discussion, search], [*view_outputs, discussions])
+        delete_button.click(
+            delete, [chosen, discussion, search], [*view_outputs, discussions]
+        ).then(version_rows, discussion, version_outputs)
         export_md.click(lambda d: export(d, "md"), discussion, download)
         export_json.click(lambda d: export(d, "json"), discussion, download)
-        upload.upload(import_file, [upload, search], [*view_outputs, discussions])
+        upload.upload(import_file, [upload, search], [*view_outputs, discussions]).then(
+            version_rows, discussion, version_outputs
+        )
         demo.load(refresh, search, discussions)
     return demo, app

@@ -47,61 +47,106 @@ def _saved_turn(
     settings: dict[str, Any],
     sampling: dict[str, Any],
     cancel: threading.Event,
-) -> Any:
-    """Run the turn inside a discussion of the store (a new one, or --discussion ID)."""
+) -> tuple[Any, str]:
+    """Run the turn inside a discussion of the store (a new one, or --discussion ID); with
+    --continue, extend its last answer. Returns the events and any answer text already there."""
     from ..recorder import history_of, record_turn
     from ..store import Store
 
     store = Store()
-    personality = runtime.catalog.resolve(args.id)
     if args.discussion:
         discussion = store.get_discussion(args.discussion)
-        stored = store.get_settings(personality.id)
-        settings = {**stored, **settings}
+        personality = runtime.catalog.resolve(args.id)
+        settings = {**store.get_settings(personality.id), **settings}
+    elif args.continue_:
+        raise LollmsError("--continue needs --discussion ID (see `lollms discussions`)")
     else:
+        personality = runtime.catalog.resolve(args.id)
         discussion = store.create_discussion(personality.id, model=runtime.model)
+    print(f"(discussion {discussion.id})", file=sys.stderr)
+    common: dict[str, Any] = {
+        "settings": settings,
+        "sampling": sampling,
+        "discussion_id": discussion.id,
+        "artifacts_dir": store.artifact_dir(discussion.id),
+        "cancel": cancel,
+    }
+    if args.continue_:
+        thread = store.thread(discussion.id)
+        if len(thread) < 2 or thread[-1].role != "assistant" or thread[-2].role != "user":
+            raise LollmsError(
+                f"nothing to continue in discussion {discussion.id}: its last message is not an "
+                "answer; send a message instead"
+            )
+        answer, user = thread[-1], thread[-2]
+        events = runtime.continue_answer(
+            personality, user.content, answer.content, history=history_of(thread[:-2]), **common
+        )
+        return record_turn(store, discussion.id, events, continue_id=answer.id), answer.content
     history = history_of(store.thread(discussion.id))
     store.add_message(discussion.id, "user", args.message)
-    events = runtime.run(
-        personality,
-        args.message,
-        history=history,
-        settings=settings,
-        sampling=sampling,
-        discussion_id=discussion.id,
-        artifacts_dir=store.artifact_dir(discussion.id),
-        cancel=cancel,
-    )
-    print(f"(discussion {discussion.id})", file=sys.stderr)
-    return record_turn(store, discussion.id, events, model=runtime.model, sampling=sampling)
+    events = runtime.run(personality, args.message, history=history, **common)
+    return record_turn(store, discussion.id, events, model=runtime.model, sampling=sampling), ""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..events import Done, ImageProduced, Reply, StepFinished, StepStarted, Token, TurnError
+    from ..events import (
+        Done,
+        ImageProduced,
+        Progress,
+        Reply,
+        StepFinished,
+        StepStarted,
+        Token,
+        TurnError,
+        progress_text,
+    )
     from ..runtime import Runtime
 
+    if args.continue_ and args.message is not None:
+        raise LollmsError("--continue takes no message: it extends the discussion's last answer")
+    if not args.continue_ and args.message is None:
+        raise LollmsError("give the message to send, or --continue with --discussion ID")
     runtime = Runtime(personalities=args.personalities, model=args.model)
     cancel = threading.Event()
     out, err = sys.stdout, sys.stderr
     streamed: list[str] = []
     failed = False
-    events = runtime.run(
-        args.id,
-        args.message,
-        settings=_parse_settings(args.set),
-        sampling=_sampling(args),
-        cancel=cancel,
-    )
+    settings, sampling = _parse_settings(args.set), _sampling(args)
+    if args.no_save:
+        if args.continue_ or args.discussion:
+            raise LollmsError("--no-save cannot be used with --discussion or --continue")
+        events = runtime.run(
+            args.id, args.message, settings=settings, sampling=sampling, cancel=cancel
+        )
+    else:
+        events, before = _saved_turn(runtime, args, settings, sampling, cancel)
+        if before and not args.json and not args.no_stream:
+            streamed.append(before)  # the answer so far, then what the model adds
+            out.write(before)
+            out.flush()
+    kinds: dict[str, str] = {}
+    progress_shown = False
     try:
         for event in events:
             if args.json:
                 print(_event_json(event), flush=True)
                 failed = failed or isinstance(event, TurnError)
                 continue
+            if progress_shown and not isinstance(event, Progress):
+                err.write("\n")  # end the progress line before anything else is printed
+                progress_shown = False
+            if isinstance(event, StepStarted):
+                kinds[event.step_id] = event.kind
             if isinstance(event, Token) and event.visible and not args.no_stream:
                 streamed.append(event.text)
                 out.write(event.text)
                 out.flush()
+            elif isinstance(event, Progress):
+                label = progress_text(kinds.get(event.step_id, ""), event.done, event.total)
+                err.write(f"\r {label}")  # one line, rewritten in place
+                err.flush()
+                progress_shown = True
             elif isinstance(event, StepStarted) and args.trace:
                 print(f"\n▶ {event.kind} {event.title}  [{event.path}]", file=err, flush=True)
             elif isinstance(event, StepFinished) and args.trace:
@@ -159,7 +204,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Run one turn: the answer streams to stdout; --trace shows each step on stderr.",
     )
     p.add_argument("id", help="personality id, or the path of its file or folder")
-    p.add_argument("message", help="the user's message")
+    p.add_argument("message", nargs="?", help="the user's message (none with --continue)")
     p.add_argument(
         "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
     )
@@ -178,6 +223,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print every event as a JSON line")
     p.add_argument(
         "--discussion", metavar="ID", help="continue a saved discussion (see `lollms discussions`)"
+    )
+    p.add_argument(
+        "--continue",
+        dest="continue_",
+        action="store_true",
+        help="extend the last answer of --discussion ID (stopped at max tokens, or interrupted)",
     )
     p.add_argument(
         "--no-save", action="store_true", help="do not save the turn in the discussion store"
