@@ -29,7 +29,8 @@ chat: setup
 # Debian packages: OpenBLAS makes MLX's float32 CPU matmuls fast (optional, taken when present);
 # Chromium runs the browser tests (never a browser download). Installed only when missing.
 system-deps:
-	@missing=""; \
+	@[ "$$(uname -s)" = Linux ] || exit 0; \
+	missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/*/openblas-pthread/libopenblas.so.0 >/dev/null 2>&1 || missing="$$missing libopenblas0-pthread"; \
 	if [ -n "$$missing" ]; then \
