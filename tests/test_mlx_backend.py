@@ -1,12 +1,12 @@
-"""The MLX text backend on the real embedded model: answers, sampling, stops, cancel, cache, choose."""
+"""MLX text backend on the embedded model: answers, sampling, stops, cancel, cache, choose."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
+import mlx_fixtures
 import pytest
-from mlx_fixtures import mlx_backend, mlx_home  # noqa: F401  (session fixtures)
 
 from lollms_runtime.backends.base import (
     ChatMessage,
@@ -21,6 +21,10 @@ pytestmark = pytest.mark.model
 
 FRANCE = [ChatMessage("user", "What is the capital of France?")]
 GREEDY = Sampling(temperature=0.0, max_tokens=12)
+
+# Session fixtures shared by every MLX test module.
+mlx_home = mlx_fixtures.mlx_home
+mlx_backend = mlx_fixtures.mlx_backend
 
 
 def ask(backend: Any, messages: list[ChatMessage], **sampling: Any) -> tuple[str, TextChunk]:
@@ -49,7 +53,8 @@ def test_personality_style_chat_answers_paris(mlx_backend: Any) -> None:
 
 def test_max_tokens_gives_length(mlx_backend: Any) -> None:
     request = GenerationRequest(
-        [ChatMessage("user", "Write a long story about a dragon.")], GREEDY.merged({"max_tokens": 5})
+        [ChatMessage("user", "Write a long story about a dragon.")],
+        GREEDY.merged({"max_tokens": 5}),
     )
     chunks = list(mlx_backend.stream(request))
     assert chunks[-1].finish_reason == "length"
@@ -121,7 +126,10 @@ def test_cancel_stops_within_one_token(mlx_backend: Any) -> None:
 def test_prefixes_and_raw_prompt(mlx_backend: Any) -> None:
     prefixes = Prefixes(user_prefix="!@>User: ", ai_prefix="!@>Assistant: ", link_text="\n")
     request = GenerationRequest(
-        [ChatMessage("system", "Be brief."), *FRANCE], GREEDY, prefixes=prefixes, answer_prefix="The"
+        [ChatMessage("system", "Be brief."), *FRANCE],
+        GREEDY,
+        prefixes=prefixes,
+        answer_prefix="The",
     )
     tokens = mlx_backend.prompt_tokens(request)
     expected = "Be brief.\n!@>User: What is the capital of France?\n!@>Assistant: The"
@@ -167,7 +175,11 @@ def test_calls_sharing_a_prefix_share_its_cache(mlx_backend: Any) -> None:
     two = GenerationRequest(other, one.sampling, cache_key="b")
     last = list(mlx_backend.stream(two))[-1]
     shared = mlx_backend.prompt_tokens(one)
-    common = next(i for i, (a, b) in enumerate(zip(shared, mlx_backend.prompt_tokens(two))) if a != b)
+    common = next(
+        i
+        for i, (a, b) in enumerate(zip(shared, mlx_backend.prompt_tokens(two), strict=False))
+        if a != b
+    )
     assert last.cached_tokens == common
 
 
@@ -217,5 +229,7 @@ def test_multi_token_choices_are_scored_as_whole_sequences(mlx_backend: Any) -> 
     top = max(scores)
     total = sum(math.exp(s - top) for s in scores)
     for choice, score in zip(choices, scores, strict=True):
-        assert result.probabilities[choice] == pytest.approx(math.exp(score - top) / total, abs=2e-3)
+        assert result.probabilities[choice] == pytest.approx(
+            math.exp(score - top) / total, abs=2e-3
+        )
     assert result.choice == choices[scores.index(top)]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import mlx_fixtures
 import numpy as np
 import pytest
-from mlx_fixtures import mlx_backend, mlx_home  # noqa: F401  (session fixtures)
 
 from lollms_runtime.mlx.gguf_convert import converted_folder, ensure_converted, unpermute_rows
 from lollms_runtime.mlx.models import embedded_gguf
@@ -25,6 +26,10 @@ TEXTS = [
     "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n",
     "def f(x):\n    return x ** 2  # code",
 ]
+
+# Session fixtures shared by every MLX test module.
+mlx_home = mlx_fixtures.mlx_home
+mlx_backend = mlx_fixtures.mlx_backend
 
 
 def llama_cpp_permute(weights: np.ndarray, heads: int) -> np.ndarray:
@@ -102,7 +107,9 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
-def reference_encode(text: str, tokens: list[str], merges: list[str], specials: list[str]) -> list[int]:
+def reference_encode(
+    text: str, tokens: list[str], merges: list[str], specials: list[str]
+) -> list[int]:
     """A from-scratch byte-level BPE over the GGUF's own vocabulary and merges.
 
     Pre-tokenization as SmolLM2's tokenizer does it: digits one by one, then GPT-2's regex.
@@ -125,7 +132,10 @@ def reference_encode(text: str, tokens: list[str], merges: list[str], specials: 
             for word in gpt2.findall(chunk):
                 parts = [table[b] for b in word.encode("utf-8")]
                 while len(parts) > 1:
-                    pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+                    pairs = [
+                        (ranks.get(pair, 1 << 30), i)
+                        for i, pair in enumerate(itertools.pairwise(parts))
+                    ]
                     rank, i = min(pairs)
                     if rank == 1 << 30:
                         break

@@ -9,13 +9,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import mlx_fixtures
 import pytest
-from mlx_fixtures import mlx_backend, mlx_home  # noqa: F401  (session fixtures)
 
-from lollms_runtime.backends.base import BackendUnavailable, ChatMessage, GenerationRequest, Prefixes
+from lollms_runtime.backends.base import (
+    BackendUnavailable,
+    ChatMessage,
+    GenerationRequest,
+    Prefixes,
+)
 from lollms_runtime.mlx.stops import StopFilter
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Session fixtures shared by every MLX test module.
+mlx_home = mlx_fixtures.mlx_home
+mlx_backend = mlx_fixtures.mlx_backend
 
 
 def run_python(code: str, **env: str) -> str:
@@ -51,8 +60,13 @@ def test_plugin_create_returns_the_shared_backend(mlx_backend: Any) -> None:
 
 
 def test_openblas_is_preloaded_before_mlx() -> None:
-    if not any(Path(p).exists() for p in ("/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
-                                          "/usr/lib/aarch64-linux-gnu/libopenblas.so.0")):
+    if not any(
+        Path(p).exists()
+        for p in (
+            "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+            "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+        )
+    ):
         pytest.skip("OpenBLAS is not installed (apt-get install libopenblas0-pthread)")
     code = (
         "from lollms_runtime.mlx.blas import preload_openblas, openblas_active\n"
@@ -75,9 +89,9 @@ def test_unknown_specs_explain_what_to_give(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable, match="not found: give 'default'"):
         resolve_model("no-such-model")
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(BackendUnavailable, match="not a .gguf model"):
+    with pytest.raises(BackendUnavailable, match=r"not a \.gguf model"):
         resolve_model(str(tmp_path / "notes.txt"))
-    with pytest.raises(BackendUnavailable, match="no config.json"):
+    with pytest.raises(BackendUnavailable, match=r"no config\.json"):
         resolve_model(str(tmp_path))
 
 

@@ -132,7 +132,9 @@ class MLXTextBackend:
             tokens = self.prompt_tokens(request)
             cache, cached = self.prompt_cache.fetch(tokens)
             try:
-                scores = score_choices(self.loaded.model, self.tokenizer, tokens, cached, cache, choices)
+                scores = score_choices(
+                    self.loaded.model, self.tokenizer, tokens, cached, cache, choices
+                )
             finally:
                 self.prompt_cache.store(tokens, cache)
         return _result(choices, scores)
@@ -158,7 +160,9 @@ _backends: dict[tuple[str, str], MLXTextBackend] = {}
 _backends_lock = threading.Lock()
 
 
-def shared_backend(model: str = DEFAULT_MODEL, dtype: str = "auto", **options: Any) -> MLXTextBackend:
+def shared_backend(
+    model: str = DEFAULT_MODEL, dtype: str = "auto", **options: Any
+) -> MLXTextBackend:
     """The one backend for ``model`` in this process (created on first use)."""
     key = (model, dtype)
     with _backends_lock:

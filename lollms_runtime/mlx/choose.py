@@ -25,7 +25,7 @@ def score_choices(
     for choice, ids in zip(choices, encoded, strict=True):
         if not ids:
             raise ValueError(f"choice {choice!r} has no tokens")
-    logits = model(mx.array(context[cached:])[None], cache=cache)[:, -1, :]
+    logits = model(mx.array(list(context[cached:]))[None], cache=cache)[:, -1, :]
     first = _log_softmax(logits[0].astype(mx.float32))
     scores = [first[ids[0]] for ids in encoded]
     longest = max(len(ids) for ids in encoded)
@@ -41,7 +41,8 @@ def score_choices(
                 scores[i] = scores[i] + rest[i, j, token]
     values = mx.stack(scores)
     mx.eval(values)
-    return [float(v) for v in values.tolist()]
+    listed: Any = values.tolist()
+    return [float(v) for v in listed]
 
 
 def _log_softmax(x: Any) -> Any:
@@ -51,7 +52,7 @@ def _log_softmax(x: Any) -> Any:
 
 
 def _repeat_cache(cache: list[Any], batch: int) -> list[Any]:
-    """Fresh KV caches holding ``batch`` copies of ``cache``'s keys and values (the original stays)."""
+    """New KV caches holding ``batch`` copies of ``cache``'s keys and values (``cache`` is kept)."""
     import mlx.core as mx
     from mlx_lm.models.cache import KVCache
 
@@ -61,9 +62,9 @@ def _repeat_cache(cache: list[Any], batch: int) -> list[Any]:
             raise NotImplementedError(
                 f"choose() supports models with plain KV caches, not {type(layer).__name__}"
             )
-        fresh = KVCache()
+        fresh = KVCache()  # type: ignore[no-untyped-call]
         if layer.keys is not None:
-            keys, values = layer.keys_and_values()
+            keys, values = layer.keys_and_values()  # type: ignore[no-untyped-call]
             fresh.keys = mx.repeat(keys, batch, axis=0)
             fresh.values = mx.repeat(values, batch, axis=0)
             fresh.offset = layer.offset

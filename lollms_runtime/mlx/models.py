@@ -54,7 +54,9 @@ def resolve_model(spec: str) -> Path:
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise BackendUnavailable(f"{path} is a file but not a .gguf model; give a folder or a .gguf")
+            raise BackendUnavailable(
+                f"{path} is a file but not a .gguf model; give a folder or a .gguf"
+            )
         return ensure_converted(path)
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -94,7 +96,7 @@ def download_model(repo_id: str) -> Path:
 
 
 def choose_dtype(requested: str = "auto") -> str:
-    """The weight dtype to run with: float32 on a Linux CPU with OpenBLAS, else the stored weights."""
+    """The weight dtype to run: float32 on a CPU with OpenBLAS, else the stored (quantized) one."""
     requested = os.environ.get("LOLLMS_MLX_DTYPE", requested) if requested == "auto" else requested
     if requested not in DTYPES:
         raise ValueError(f"unknown dtype {requested!r}; use one of {', '.join(DTYPES)}")
@@ -134,7 +136,8 @@ def _load(spec: str, dtype: str) -> LoadedModel:
     from mlx_lm.utils import dequantize_model
 
     folder = resolve_model(spec)
-    model, tokenizer = mlx_lm.load(str(folder))
+    loaded: Any = mlx_lm.load(str(folder))
+    model, tokenizer = loaded[0], loaded[1]
     if dtype != "quantized":
         model = dequantize_model(model)
         target = getattr(mx, dtype)
