@@ -181,6 +181,7 @@ def blas_and_dtype(model: str) -> list[dict[str, Any]]:
                     text=True,
                     env=env,
                     check=True,
+                    timeout=600,
                 )
                 .stdout.strip()
                 .splitlines()[-1]
