@@ -38,31 +38,30 @@ def p1_decode_and_ttft(backend: Any, runs: int, tokens: int) -> dict[str, float]
     for _ in range(runs):
         backend.prompt_cache.clear()  # both sides prefill the whole prompt
         start = time.perf_counter()
-        first = last = 0.0
-        n = 0
+        first, n = 0.0, 0
         for chunk in backend.stream(request):
             if chunk.token is not None:
-                n += 1
-                last = time.perf_counter()
-                first = first or last
+                first = first or time.perf_counter()
+            n = chunk.generation_tokens or n
+        end = time.perf_counter()
         ours_ttft.append(first - start)
-        ours_tps.append((n - 1) / (last - first))
+        ours_tps.append((n - 1) / (end - first))
 
         start = time.perf_counter()
-        first = last = 0.0
-        n = 0
-        for _response in stream_generate(
+        first, n = 0.0, 0
+        sampler = make_sampler(temp=0.0)
+        for response in stream_generate(
             backend.loaded.model,
             backend.tokenizer,
             mx.array(prompt),
             max_tokens=tokens,
-            sampler=make_sampler(temp=0.0),
+            sampler=sampler,
         ):
-            n += 1
-            last = time.perf_counter()
-            first = first or last
+            first = first or time.perf_counter()
+            n = response.generation_tokens
+        end = time.perf_counter()
         raw_ttft.append(first - start)
-        raw_tps.append((n - 1) / (last - first))
+        raw_tps.append((n - 1) / (end - first))
     return {
         "ours_tps": statistics.median(ours_tps),
         "raw_tps": statistics.median(raw_tps),
@@ -110,6 +109,26 @@ def p2_turns(backend: Any, turns: int, answer_tokens: int) -> dict[str, float]:
         "prompt_n": last_stats.prompt_tokens,
         "cached_n": last_stats.cached_tokens,
     }
+
+
+def p3_pipeline(backend: Any) -> dict[str, float]:
+    """Prefilled tokens of 3 generate steps sharing conditioning + discussion vs one step."""
+    from lollms_runtime.backends.base import ChatMessage, GenerationRequest, Sampling
+
+    backend.prompt_cache.clear()
+    history = [ChatMessage("system", "You are Artbot, an artist who describes vivid artworks.")]
+    for i in range(4):
+        history.append(ChatMessage("user", f"Imagine artwork number {i + 1}, a harbour at dawn."))
+        history.append(ChatMessage("assistant", "Pale pink sky, still water, red boats, gulls."))
+    history.append(ChatMessage("user", "Now imagine a forest at night."))
+    steps = ["", "Give it a title.", "List its three main colours."]
+    sampling = Sampling(temperature=0.0, max_tokens=8)
+    prefilled = []
+    for extra in steps:
+        messages = history if not extra else [*history, ChatMessage("user", extra)]
+        last = list(backend.stream(GenerationRequest(messages, sampling)))[-1]
+        prefilled.append(last.prompt_tokens - last.cached_tokens)
+    return {"three": float(sum(prefilled)), "one": float(prefilled[0])}
 
 
 def p4_choose(backend: Any, runs: int) -> dict[str, float]:
@@ -212,6 +231,7 @@ def main() -> None:
 
     p1 = p1_decode_and_ttft(backend, args.runs, args.tokens)
     p2 = p2_turns(backend, args.turns, answer_tokens=24)
+    p3 = p3_pipeline(backend)
     p4 = p4_choose(backend, args.runs)
     blas = blas_and_dtype(args.model)
 
@@ -240,6 +260,12 @@ def main() -> None:
             f"({p2['cached_n']}/{p2['prompt_n']} cached)",
             p2["cold_n"] / p2["ttft_n"],
             "(info)",
+        ),
+        (
+            "P3 prefilled tokens: 3-step pipeline / 1 step",
+            f"{p3['three']:.0f} / {p3['one']:.0f} tokens",
+            p3["three"] / p3["one"],
+            "(info; no cache would be ~3)",
         ),
         (
             "P4 choose() / prefill of its question",
