@@ -148,8 +148,13 @@ def test_hub_model_downloads_once_then_loads_offline(
         [sys.executable, "-c", CLIENT, "lollms-test/never-downloaded"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-             "HF_HOME": str(tmp_path / "hf"), "LOLLMS_HOME": str(tmp_path / "home")},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": str(tmp_path / "hf"),
+            "LOLLMS_HOME": str(tmp_path / "home"),
+        },
         timeout=180,
         cwd=ROOT,
     )
