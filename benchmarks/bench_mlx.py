@@ -107,17 +107,16 @@ def p2_turns(backend: Any, turns: int, answer_tokens: int, runs: int) -> dict[st
         request = ask(turn)
         answer = "".join(chunk.text for chunk in backend.stream(request))
         messages.extend([request.messages[-1], ChatMessage("assistant", answer)])
-    # Each measurement starts from the cache as the previous turn left it (private LRU copy).
-    saved = copy.deepcopy(backend.prompt_cache._lru)
+    # Each measurement starts from what the previous turn left in the cache (re-stored each time).
+    last = ask(turns)
+    tokens = backend.prompt_tokens(last)
+    cache, cached = backend.prompt_cache.fetch(tokens)
+    prompt = len(tokens)
     last_turn = []
-    cached = prompt = 0
     for _ in range(runs):
-        backend.prompt_cache._lru = copy.deepcopy(saved)
-        elapsed, _chunk = _first_token_time(backend, ask(turns))
-        last_turn.append(elapsed)
-    backend.prompt_cache._lru = copy.deepcopy(saved)
-    stats = list(backend.stream(ask(turns)))[-1]
-    cached, prompt = stats.cached_tokens, stats.prompt_tokens
+        backend.prompt_cache.clear()
+        backend.prompt_cache.store(tokens[:cached], copy.deepcopy(cache))
+        last_turn.append(_first_token_time(backend, last)[0])
     # The same last turn without any cache: what a client that re-sends the discussion pays.
     backend.prompt_cache.clear()
     cold = _first_token_time(backend, ask(turns))[0]
