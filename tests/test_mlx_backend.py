@@ -1,10 +1,11 @@
-"""The MLX text backend on the real embedded model: answers, sampling, stops, cancel, cache, choose."""
+"""MLX text backend on the embedded model: answers, sampling, stops, cancel, cache, choose."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
+import mlx_fixtures
 import pytest
 
 from lollms_runtime.backends.base import (
@@ -20,6 +21,10 @@ pytestmark = pytest.mark.model
 
 FRANCE = [ChatMessage("user", "What is the capital of France?")]
 GREEDY = Sampling(temperature=0.0, max_tokens=12)
+
+# Session fixtures shared by every MLX test module.
+mlx_home = mlx_fixtures.mlx_home
+mlx_backend = mlx_fixtures.mlx_backend
 
 
 def ask(backend: Any, messages: list[ChatMessage], **sampling: Any) -> tuple[str, TextChunk]:

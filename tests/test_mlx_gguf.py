@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import mlx_fixtures
 import numpy as np
 import pytest
 
@@ -25,6 +26,10 @@ TEXTS = [
     "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n",
     "def f(x):\n    return x ** 2  # code",
 ]
+
+# Session fixtures shared by every MLX test module.
+mlx_home = mlx_fixtures.mlx_home
+mlx_backend = mlx_fixtures.mlx_backend
 
 
 def llama_cpp_permute(weights: np.ndarray, heads: int) -> np.ndarray:
@@ -128,8 +133,8 @@ def reference_encode(
                 parts = [table[b] for b in word.encode("utf-8")]
                 while len(parts) > 1:
                     pairs = [
-                        (ranks.get((a, b), 1 << 30), i)
-                        for i, (a, b) in enumerate(itertools.pairwise(parts))
+                        (ranks.get(pair, 1 << 30), i)
+                        for i, pair in enumerate(itertools.pairwise(parts))
                     ]
                     rank, i = min(pairs)
                     if rank == 1 << 30:

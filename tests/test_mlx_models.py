@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import mlx_fixtures
 import pytest
 
 from lollms_runtime.backends.base import (
@@ -20,6 +21,10 @@ from lollms_runtime.backends.base import (
 from lollms_runtime.mlx.stops import StopFilter
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Session fixtures shared by every MLX test module.
+mlx_home = mlx_fixtures.mlx_home
+mlx_backend = mlx_fixtures.mlx_backend
 
 
 def run_python(code: str, **env: str) -> str:
@@ -198,3 +203,28 @@ def test_prefix_format_matches_lollms() -> None:
     )
     raw = GenerationRequest([], raw_prompt="verbatim <text>", answer_prefix="ignored")
     assert prompt_text(raw, FakeTemplateTokenizer()) == "verbatim <text>"
+
+
+def test_dtype_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from lollms_runtime.mlx import models
+
+    (tmp_path / "config.json").write_text(json.dumps({"quantization": {"bits": 4}}))
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 1000)
+    assert models.float32_bytes(tmp_path) == 8000
+    assert models.choose_dtype("quantized", tmp_path) == "quantized"
+    assert models.choose_dtype("float16") == "float16"
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        models.choose_dtype("float8")
+    monkeypatch.setenv("LOLLMS_MLX_DTYPE", "bfloat16")
+    assert models.choose_dtype("auto", tmp_path) == "bfloat16"
+    monkeypatch.delenv("LOLLMS_MLX_DTYPE")
+    monkeypatch.setattr(models, "openblas_active", lambda: True)
+    monkeypatch.setattr(models, "_float32_budget", lambda: 4000)
+    assert models.choose_dtype("auto", tmp_path) == "quantized"  # too big for float32
+    monkeypatch.setattr(models, "_float32_budget", lambda: 10_000)
+    import mlx.core as mx
+
+    expected = "float32" if mx.default_device() == mx.cpu else "quantized"
+    assert models.choose_dtype("auto", tmp_path) == expected

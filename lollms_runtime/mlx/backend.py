@@ -89,12 +89,12 @@ class MLXTextBackend:
                         finish = "stop"
                     elif response.finish_reason == "stop":
                         generated -= 1
-                    if text:
+                    if text or response.finish_reason == "length":
                         yield TextChunk(text, token=int(response.token))
                     break
-                text = stops.feed(response.text)
-                if text:
-                    yield TextChunk(text, token=int(response.token))
+                # One chunk per token, even when the detokenizer holds its text back for now:
+                # consumers see the first token as soon as it exists.
+                yield TextChunk(stops.feed(response.text), token=int(response.token))
                 if stops.stopped:
                     finish = "stop"
                     break

@@ -1,4 +1,4 @@
-"""Linux CPU speed: put the system's OpenBLAS in front of the reference BLAS the mlx[cpu] wheel ships.
+"""Linux CPU speed: put the system's OpenBLAS before the reference BLAS of the mlx[cpu] wheel.
 
 libmlx.so leaves ``cblas_sgemm`` & co. undefined and resolves them at load time through the
 process's global symbol scope first; a library opened with ``RTLD_GLOBAL`` before mlx is imported
@@ -25,7 +25,7 @@ _state: dict[str, str | None] = {}
 def preload_openblas() -> str | None:
     """Load OpenBLAS globally before mlx initialises; returns its path, or None when not used.
 
-    Set ``LOLLMS_OPENBLAS=0`` to keep MLX's bundled BLAS. Only Linux benefits (macOS uses Accelerate).
+    Set ``LOLLMS_OPENBLAS=0`` to keep MLX's bundled BLAS. Linux only (macOS uses Accelerate).
     """
     with _lock:
         if "path" in _state:
@@ -44,11 +44,28 @@ def _load() -> str | None:
         if not name:
             continue
         try:
-            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            library = ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
         except OSError:
             continue
+        _set_threads(library)
         return name
     return None
+
+
+def _set_threads(library: ctypes.CDLL) -> None:
+    """One OpenBLAS thread unless ``LOLLMS_OPENBLAS_THREADS`` says otherwise.
+
+    MLX calls BLAS from more than one of its own threads (one per stream); OpenBLAS's pthread pool
+    was seen to deadlock under that, while single-threaded calls are safe and, with MLX's own
+    threads busy, measured as fast on 2 cores.
+    """
+    try:
+        threads = int(os.environ.get("LOLLMS_OPENBLAS_THREADS", "1"))
+    except ValueError:
+        threads = 1
+    setter = getattr(library, "openblas_set_num_threads", None)
+    if setter is not None and threads > 0:
+        setter(ctypes.c_int(threads))
 
 
 def openblas_active() -> bool:

@@ -41,7 +41,7 @@ def score_choices(
                 scores[i] = scores[i] + rest[i, j, token]
     values = mx.stack(scores)
     mx.eval(values)
-    listed: list[float] = values.tolist()  # type: ignore[assignment]
+    listed: Any = values.tolist()
     return [float(v) for v in listed]
 
 
@@ -52,7 +52,7 @@ def _log_softmax(x: Any) -> Any:
 
 
 def _repeat_cache(cache: list[Any], batch: int) -> list[Any]:
-    """Fresh KV caches holding ``batch`` copies of ``cache``'s keys and values (the original stays)."""
+    """New KV caches holding ``batch`` copies of ``cache``'s keys and values (``cache`` is kept)."""
     import mlx.core as mx
     from mlx_lm.models.cache import KVCache
 

@@ -1,4 +1,4 @@
-"""Convert a GGUF file (llama.cpp / Ollama / LoLLMs) into an MLX model folder that mlx_lm.load reads.
+"""Convert a GGUF file (llama.cpp, Ollama, LoLLMs) into an MLX model folder for mlx_lm.load.
 
 Q4_0, Q4_1 and Q8_0 tensors come straight out of ``mx.load`` as MLX quantized arrays (group size
 32); other quantizations (K-quants) are dequantized with the ``gguf`` package and kept in float16.
@@ -77,13 +77,12 @@ def ensure_converted(gguf_path: str | os.PathLike[str]) -> Path:
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
-    """Write config.json, model.safetensors and the tokenizer files of ``gguf_path`` into ``out_dir``."""
+    """Write config.json, model.safetensors and tokenizer files for ``gguf_path`` in ``out_dir``."""
     import mlx.core as mx
 
-    weights: Any
-    metadata: Any
     try:
-        weights, metadata = mx.load(str(gguf_path), return_metadata=True)  # type: ignore[misc]
+        loaded: Any = mx.load(str(gguf_path), return_metadata=True)
+        weights, metadata = loaded
     except (RuntimeError, ValueError) as exc:
         # mx.load reads F32/F16/Q4_0/Q4_1/Q8_0 only; K-quants go through the gguf package.
         weights, metadata = _load_with_gguf_package(gguf_path, exc)
@@ -92,7 +91,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     if family not in SUPPORTED_FAMILIES:
         raise GGUFConversionError(
             f"{gguf_path.name}: architecture {family!r} is not supported by the GGUF converter "
-            f"(supported: {', '.join(SUPPORTED_FAMILIES)}); use an MLX model from Hugging Face instead"
+            f"(supported: {', '.join(SUPPORTED_FAMILIES)}); "
+            "use an MLX model from Hugging Face instead"
         )
     config = _config(family, meta, weights)
     tensors = _rename(weights, config, permuted=family in _PERMUTED_FAMILIES)

@@ -1,4 +1,4 @@
-"""Build a Hugging Face ``tokenizer.json`` (and its config) from a GGUF vocabulary, without torch."""
+"""Build a Hugging Face ``tokenizer.json`` and its config from a GGUF vocabulary (no torch)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def write_tokenizer(meta: Mapping[str, Any], out_dir: Path) -> None:
         index = meta.get(f"tokenizer.ggml.{key}")
         return str(tokens[int(index)]) if index is not None else None
 
+    sentencepiece = tokenizer_dict.get("tokenizer_type") == "llama"
     config: dict[str, Any] = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": token("bos_token_id"),
@@ -39,11 +40,7 @@ def write_tokenizer(meta: Mapping[str, Any], out_dir: Path) -> None:
         "unk_token": token("unknown_token_id"),
         "pad_token": token("padding_token_id"),
         # llama.cpp adds BOS to sentencepiece vocabularies unless the file says otherwise.
-        "add_bos_token": bool(
-            meta.get(
-                "tokenizer.ggml.add_bos_token", tokenizer_dict.get("tokenizer_type") == "llama"
-            )
-        ),
+        "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", sentencepiece)),
         "add_eos_token": bool(meta.get("tokenizer.ggml.add_eos_token", False)),
         "clean_up_tokenization_spaces": False,
         "model_max_length": int(meta.get(f"{family}.context_length", 4096)),

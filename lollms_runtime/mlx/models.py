@@ -95,8 +95,12 @@ def download_model(repo_id: str) -> Path:
         ) from exc
 
 
-def choose_dtype(requested: str = "auto") -> str:
-    """The weight dtype to run with: float32 on a Linux CPU with OpenBLAS, else the stored weights."""
+def choose_dtype(requested: str = "auto", folder: Path | None = None) -> str:
+    """The weight dtype to run: float32 on a CPU with OpenBLAS, else the stored (quantized) one.
+
+    ``LOLLMS_MLX_DTYPE`` overrides "auto". Models whose float32 copy would not fit comfortably
+    in memory (see :func:`float32_bytes`) keep their stored weights.
+    """
     requested = os.environ.get("LOLLMS_MLX_DTYPE", requested) if requested == "auto" else requested
     if requested not in DTYPES:
         raise ValueError(f"unknown dtype {requested!r}; use one of {', '.join(DTYPES)}")
@@ -104,10 +108,37 @@ def choose_dtype(requested: str = "auto") -> str:
         return requested
     import mlx.core as mx
 
-    # OpenBLAS makes float32 matmuls much faster than MLX's CPU quantized kernels (measured in
-    # benchmarks/bench_mlx.py); GPUs keep the quantized weights.
+    # OpenBLAS makes float32 matmuls much faster than MLX's CPU quantized kernels (prefill about
+    # 6x, decoding a little faster: benchmarks/bench_mlx.py); GPUs keep the quantized weights.
     on_cpu = mx.default_device() == mx.cpu
-    return "float32" if on_cpu and openblas_active() else "quantized"
+    if not (on_cpu and openblas_active()):
+        return "quantized"
+    if folder is not None and float32_bytes(folder) > _float32_budget():
+        return "quantized"
+    return "float32"
+
+
+def float32_bytes(folder: Path) -> int:
+    """About how much memory the model in ``folder`` takes once dequantized to float32."""
+    import json
+
+    stored = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    quantization = config.get("quantization") or config.get("quantization_config") or {}
+    bits = int(quantization.get("bits", 16)) if isinstance(quantization, dict) else 16
+    return stored * 32 // max(bits, 1)
+
+
+def _float32_budget() -> int:
+    """A quarter of the physical memory, at most 8 GiB: float32 is a speed-up for small models."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 8 << 30
+    return min(physical // 4, 8 << 30)
 
 
 _models: dict[tuple[str, str], LoadedModel] = {}
@@ -118,15 +149,14 @@ _registry_lock = threading.Lock()
 def load_model(spec: str = DEFAULT_MODEL, dtype: str = "auto") -> LoadedModel:
     """The shared loaded model for ``spec`` (loaded on first use; later calls get the same one)."""
     preload_openblas()  # before the first mlx import of the process
-    chosen = choose_dtype(dtype)
-    key = (spec, chosen)
+    key = (spec, dtype)
     with _registry_lock:
         if key in _models:
             return _models[key]
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
         if key not in _models:
-            _models[key] = _load(spec, chosen)
+            _models[key] = _load(spec, dtype)
         return _models[key]
 
 
@@ -136,11 +166,12 @@ def _load(spec: str, dtype: str) -> LoadedModel:
     from mlx_lm.utils import dequantize_model
 
     folder = resolve_model(spec)
-    loaded: Any = mlx_lm.load(str(folder))  # (model, tokenizer); typed as a 3-tuple upstream
+    chosen = choose_dtype(dtype, folder)
+    loaded: Any = mlx_lm.load(str(folder))
     model, tokenizer = loaded[0], loaded[1]
-    if dtype != "quantized":
+    if chosen != "quantized":
         model = dequantize_model(model)
-        target = getattr(mx, dtype)
+        target = getattr(mx, chosen)
         model.set_dtype(target, predicate=lambda current: mx.issubdtype(current, mx.floating))
         mx.eval(model.parameters())
-    return LoadedModel(spec=spec, folder=folder, model=model, tokenizer=tokenizer, dtype=dtype)
+    return LoadedModel(spec=spec, folder=folder, model=model, tokenizer=tokenizer, dtype=chosen)

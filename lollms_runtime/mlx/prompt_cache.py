@@ -41,7 +41,7 @@ class PromptCacheStore:
         return cache, cached
 
     def store(self, tokens: Sequence[int], cache: list[Any]) -> None:
-        """Keep ``cache`` (which holds exactly ``tokens``) for later calls; the LRU bounds memory."""
+        """Keep ``cache`` (holding ``tokens``) for later calls; the LRU bounds the memory."""
         from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 
         held = cache_length(cache)

@@ -1,4 +1,4 @@
-"""Turn a :class:`GenerationRequest` into prompt text and tokens (chat template, prefixes or raw)."""
+"""Turn a :class:`GenerationRequest` into prompt text and tokens (template, prefixes, raw)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 
 class StopFilter:
-    """Feed text pieces; get back what is safe to show. Text that could begin a stop is held back."""
+    """Feed text pieces, get back what is safe to show; text that may start a stop is held back."""
 
     def __init__(self, stops: Sequence[str]) -> None:
         self.stops = tuple(s for s in stops if s)
