@@ -7,6 +7,7 @@ output (``output = yield from kind.run(ctx, body)``); the engine handles ids, ``
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -29,6 +30,8 @@ from .events import (
 from .personality import Personality
 from .plugins import PluginHost
 from .templating import TemplateError, evaluate, render, render_value
+
+log = logging.getLogger(__name__)
 
 StepGen = Generator[Event, None, Any]
 
@@ -261,6 +264,16 @@ class Engine:
             reply = Reply(text="")
             yield TurnError(
                 f"step '{ctx.step_id}': {exc}", ctx.step_id, "fix the template in the personality"
+            )
+        except Exception as exc:  # a bug in a step kind or backend: the turn still ends cleanly
+            log.exception("step %r failed unexpectedly", ctx.step_id)
+            status = "error"
+            reply = Reply(text="")
+            yield TurnError(
+                f"step '{ctx.step_id}' failed unexpectedly: {type(exc).__name__}: {exc}",
+                ctx.step_id,
+                "this is a bug in the step kind or backend (see the log for the traceback); "
+                "report it to the plugin's author",
             )
         done = Done(
             status=status,

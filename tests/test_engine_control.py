@@ -523,3 +523,40 @@ def test_cancel_inside_a_call_keeps_the_partial_text(tmp_path: Path, target: str
     events = run(p, text=backend, turn=Turn(p, "hi", cancel=cancel), resolve=lambda pid: callee)
     assert [(t.text, t.visible) for t in tokens(events)] == [("alpha", True), (" beta", True)]
     assert (done(events).status, done(events).text) == ("cancelled", "alpha beta")
+
+
+class Exploding:
+    """A buggy third-party step kind: its runner raises something no step should raise."""
+
+    @hookimpl
+    def register_step_kinds(self, register: object) -> None:
+        from lollms_runtime.contracts import StepKind
+
+        def run(ctx: object, body: object) -> object:
+            raise KeyError("missing")
+            yield  # a generator, like every runner
+
+        register(StepKind("explode", {"type": "object"}, run=run))  # type: ignore[operator]
+
+
+def test_a_buggy_step_kind_ends_the_turn_with_an_error_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lollms_runtime.loader import load_personality
+    from lollms_runtime.plugins import PluginHost, get_plugin_manager
+
+    plugin_host = PluginHost(
+        get_plugin_manager(load_entry_points=False, extra_plugins=[Exploding()])
+    )
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "personality.yaml").write_text(
+        "schema: 1\nid: p\nname: P\npipeline:\n  - explode: {id: boom}\n", encoding="utf-8"
+    )
+    p = load_personality(folder, plugin_host)
+    events = list(Engine(plugin_host, ScriptedTextBackend()).run_turn(Turn(p, "hi")))
+    err = error(events)
+    assert err.message == "step 'boom' failed unexpectedly: KeyError: 'missing'"
+    assert err.hint.startswith("this is a bug in the step kind or backend")
+    assert done(events).status == "error"
+    assert "Traceback" in caplog.text  # kept for the log
