@@ -11,7 +11,7 @@ from jinja2 import TemplateSyntaxError, nodes
 
 from .errors import Problem
 from .plugins import PluginHost
-from .templating import CONTEXT_NAMES, environment, referenced_names
+from .templating import CONTEXT_NAMES, free_names, parse
 from .yamldoc import Document, Path_
 
 JINJA_GLOBALS = frozenset(
@@ -32,6 +32,10 @@ JINJA_GLOBALS = frozenset(
     }
 )
 LOOP_NAMES = frozenset({"loop_index"})
+SYNTAX_HINTS = {
+    True: "write a Jinja expression, without {{ }}: e.g. settings.paint and message",
+    False: "check that every {{ has its }} and every {% if %} its {% endif %}",
+}
 
 
 class _Checker:
@@ -61,10 +65,15 @@ class _Checker:
         if not expression and "{" not in source:
             return
         try:
-            names = referenced_names(source, expression=expression)
-            ast = environment().parse("{{ (" + source + ") }}" if expression else source)
-        except TemplateSyntaxError:  # reported by the loader's syntax check
+            ast = parse(source, expression=expression)  # once: syntax, names and settings
+        except TemplateSyntaxError as exc:
+            what = "expression" if expression else "template"
+            hint = SYNTAX_HINTS[expression]
+            self.problems.append(
+                self.doc.problem(path, f"{what} syntax error: {exc.message}", hint)
+            )
             return
+        names = free_names(ast)
         available = known | CONTEXT_NAMES | JINJA_GLOBALS | set(extra)
         for name in sorted(names - available):
             if name in self.all_ids:

@@ -187,12 +187,9 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     errors = list(_validator_for(host).iter_errors(data))
     problems: list[Problem] = []
     if not errors:
-        problems = _check_settings(doc, data) + _check_templates(doc, data, host.step_kinds)
-        if problems:
-            return problems
-        from .checks import check_pipeline  # names and order, once every template parses
+        from .checks import check_pipeline  # templates: syntax, names and their order
 
-        return check_pipeline(doc, host)
+        return _check_settings(doc, data) + check_pipeline(doc, host)
 
     def rank(e: ValidationError) -> tuple[Any, ...]:
         # jsonschema's relevance, except that among equally relevant errors the one written
@@ -252,72 +249,6 @@ def _check_settings(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
 
 
 _DEFAULT_HINT = "the default must be a value the setting allows"
-
-
-def _check_templates(
-    doc: Document, data: Mapping[str, Any], kinds: Mapping[str, StepKind]
-) -> list[Problem]:
-    """Jinja syntax of every template and expression a step kind declares, found at load time."""
-    found: list[tuple[Path_, str, bool]] = []  # (path, source, is an expression)
-
-    def body(path: Path_, value: Mapping[str, Any], kind: StepKind) -> None:
-        if kind.common and isinstance(value.get("when"), str):
-            found.append(((*path, "when"), value["when"], True))
-        for key in (*kind.templates, *kind.expressions):
-            sources = value.get(key)
-            items = sources if isinstance(sources, list) else [sources]
-            for i, source in enumerate(items):
-                if isinstance(source, str):
-                    where = (*path, key, i) if isinstance(sources, list) else (*path, key)
-                    found.append((where, source, key in kind.expressions))
-        for key in kind.nested:
-            if key in value:
-                nested((*path, key), value[key], kind)
-
-    def nested(path: Path_, value: Any, parent: StepKind) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                nested((*path, key), item, parent)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, dict) and len(item) == 1 and next(iter(item)) in kinds:
-                    steps((*path, i), [item])
-                elif isinstance(item, dict):  # a branch of elif: it takes its parent's keys
-                    body((*path, i), item, parent)
-
-    def steps(path: Path_, items: Any, offset: bool = False) -> None:
-        for i, step in enumerate(items if isinstance(items, list) else ()):
-            ((name, value),) = step.items()
-            where = (*path, i, name) if offset else (*path, name)
-            if name in kinds and isinstance(value, dict):
-                body(where, value, kinds[name])
-
-    steps(("pipeline",), data.get("pipeline"), offset=True)
-    for name, sub in (data.get("pipelines") or {}).items():
-        steps(("pipelines", name), sub, offset=True)
-    if not found:
-        return []
-    from jinja2 import TemplateSyntaxError
-
-    from .templating import environment
-
-    env = environment()
-    problems: list[Problem] = []
-    for path, source, expression in found:
-        try:
-            if expression:
-                env.compile_expression(source)
-            else:
-                env.parse(source)
-        except TemplateSyntaxError as exc:
-            what = "expression" if expression else "template"
-            hint = (
-                "write a Jinja expression, without {{ }}: e.g. settings.paint and message"
-                if expression
-                else "check that every {{ has its }} and every {% if %} its {% endif %}"
-            )
-            problems.append(doc.problem(path, f"{what} syntax error: {exc.message}", hint))
-    return problems
 
 
 def _normalize(data: dict[str, Any], kinds: Mapping[str, StepKind]) -> None:

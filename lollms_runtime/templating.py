@@ -115,14 +115,18 @@ def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
         raise TemplateError(_describe(exc)) from None
 
 
-def referenced_names(source: str, *, expression: bool = False) -> set[str]:
-    """Top-level names a template or expression reads; raises TemplateSyntaxError when malformed."""
+def parse(source: str, *, expression: bool = False) -> nodes.Template:
+    """The syntax tree of a template or expression; raises TemplateSyntaxError when malformed
+    (for an expression, with the message the engine's own compilation would give)."""
     env = environment()
     if expression:
-        parser_source = "{{ (" + source + ") }}"
-        ast = env.parse(parser_source)
-    else:
-        ast = env.parse(source)
+        env.compile_expression(source)
+        return env.parse("{{ (" + source + ") }}")
+    return env.parse(source)
+
+
+def free_names(ast: nodes.Template) -> set[str]:
+    """Top-level names a parsed template or expression reads (not those it binds itself)."""
     names = set(meta.find_undeclared_variables(ast))
     # Names bound by {% set %}/{% for %} inside the template are not free references.
     bound = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
