@@ -19,7 +19,7 @@ from typing import Any
 from ..home import models_dir
 from .gguf_tokenizer import write_tokenizer
 
-CONVERTER_VERSION = "1"  # bump when the output layout changes so cached folders are rebuilt
+CONVERTER_VERSION = "2"  # bump when the output layout changes so cached folders are rebuilt
 _lock = threading.Lock()
 
 # llama.cpp tensor names -> Hugging Face / mlx-lm names (per block; suffixes are kept).

@@ -7,6 +7,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# llama.cpp's pre-tokenizer names (``tokenizer.ggml.pre``) for which it takes a word that is in the
+# vocabulary whole, before any merge (llama-vocab.cpp's ``ignore_merges``; ``"ignore_merges": true``
+# in the original tokenizer.json). Llama 3 relies on it: " Việt" is one token no merge reaches.
+IGNORE_MERGES = frozenset(
+    {
+        "llama3",
+        "llama-v3",
+        "llama-bpe",
+        "falcon3",
+        "falcon-h1",
+        "pixtral",
+        "midm-2.0",
+        "lfm2",
+        "jina-v5-nano",
+        "minicpm5",
+        "youtu",
+        "glm4",
+        "glm5",
+        "tekken",
+        "granite-embed-multi-97m",
+    }
+)
+SPACE = "\u2581"  # sentencepiece's visible space
+
 
 def write_tokenizer(meta: Mapping[str, Any], out_dir: Path) -> None:
     """Write tokenizer.json, tokenizer_config.json and the chat template for a GGUF's metadata."""
@@ -24,6 +48,12 @@ def write_tokenizer(meta: Mapping[str, Any], out_dir: Path) -> None:
     }
     family = str(meta["general.architecture"])
     backend, _ = convert_gguf_tokenizer(family, tokenizer_dict)
+    if tokenizer_dict.get("pre_tokenizer_type") in IGNORE_MERGES:
+        backend.model.ignore_merges = True
+    if tokenizer_dict.get("tokenizer_type") == "llama" and family in _PLAIN_SENTENCEPIECE:
+        _spell_spaces_like_llama_cpp(
+            backend, bool(meta.get("tokenizer.ggml.add_space_prefix", True))
+        )
     backend.save(str(out_dir / "tokenizer.json"))
 
     tokens = meta["tokenizer.ggml.tokens"]
@@ -52,3 +82,25 @@ def write_tokenizer(meta: Mapping[str, Any], out_dir: Path) -> None:
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     special = {k: v for k, v in config.items() if k.endswith("_token") and v is not None}
     (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+
+
+# Families whose sentencepiece vocabulary transformers builds with its generic Llama recipe.
+_PLAIN_SENTENCEPIECE = frozenset({"llama", "qwen2", "qwen3"})
+
+
+def _spell_spaces_like_llama_cpp(backend: Any, add_space_prefix: bool) -> None:
+    """Sentencepiece the way llama.cpp (and Llama 2's own tokenizer.json) does it.
+
+    One space is prepended to the text and every space becomes "\u2581", with no splitting: " " is
+    "\u2581\u2581" (one token in Llama 2's vocabulary), where transformers' ``Metaspace`` recipe gives
+    "\u2581" and disagrees with llama.cpp on every text that starts with spaces.
+    """
+    from tokenizers import decoders, normalizers
+
+    steps = [normalizers.Prepend(SPACE)] if add_space_prefix else []
+    backend.normalizer = normalizers.Sequence([*steps, normalizers.Replace(" ", SPACE)])
+    backend.pre_tokenizer = None
+    decode = [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
+    if add_space_prefix:
+        decode.append(decoders.Strip(" ", 1, 0))
+    backend.decoder = decoders.Sequence(decode)
