@@ -49,7 +49,7 @@ def permute(w: np.ndarray, heads: int) -> np.ndarray:
     )
 
 
-def tiny_model(family: str) -> tuple[Any, dict[str, Any]]:
+def tiny_model(family: str, **overrides: Any) -> tuple[Any, dict[str, Any]]:
     import mlx.core as mx
     from mlx_lm.utils import _get_classes
 
@@ -66,6 +66,7 @@ def tiny_model(family: str) -> tuple[Any, dict[str, Any]]:
         "vocab_size": 49152,
         "tie_word_embeddings": family == "qwen2",
         "max_position_embeddings": 512,
+        **overrides,
     }
     model_class, args_class = _get_classes(config)
     mx.random.seed(3)
@@ -84,7 +85,12 @@ def unpermute(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def write_gguf(
-    path: Path, family: str, model: Any, config: dict[str, Any], quant: Any = None
+    path: Path,
+    family: str,
+    model: Any,
+    config: dict[str, Any],
+    quant: Any = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Write ``model`` as llama.cpp would; returns the weights the file really holds (HF layout)."""
     import mlx.core as mx
@@ -122,6 +128,8 @@ def write_gguf(
         else:
             writer.add_tensor(gguf_name(name), array)
         held[name] = unpermute(array, heads) if heads else array
+    for name, array in (extra or {}).items():
+        writer.add_tensor(name, array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -172,6 +180,64 @@ def test_quantizations_mlx_cannot_read_go_through_the_gguf_package(
     assert np.abs(ours - ref).max() <= 0.01 * np.abs(ref).max()
 
 
+def llama_cpp_rope_freqs(config: dict[str, Any], scaling: dict[str, float]) -> np.ndarray:
+    """The ``rope_freqs`` divisors llama.cpp's convert_hf_to_gguf.py writes for Llama 3.x."""
+    dim, base = config["head_dim"], config["rope_theta"]
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    context, factor = scaling["original_max_position_embeddings"], scaling["factor"]
+    divisors = []
+    for freq in 1.0 / (base ** (np.arange(0, dim, 2, dtype=np.float32) / dim)):
+        wavelength = 2 * np.pi / freq
+        if wavelength < context / high:
+            divisors.append(1.0)
+        elif wavelength > context / low:
+            divisors.append(factor)
+        else:
+            smooth = (context / wavelength - low) / (high - low)
+            divisors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(divisors, dtype=np.float32)
+
+
+def test_llama3_rope_scaling_comes_back_from_rope_freqs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlx_lm
+
+    monkeypatch.setenv("LOLLMS_HOME", str(tmp_path / "home"))
+    scaling = {
+        "rope_type": "llama3",
+        "factor": 32.0,  # Llama 3.2's
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+    # Llama 3's base: with 8 frequencies, one is smoothed and three are divided by the factor.
+    reference, config = tiny_model("llama", rope_theta=500000.0, rope_scaling=scaling)
+    plain, _ = tiny_model("llama", rope_theta=500000.0)
+    path = tmp_path / "tiny-llama3.gguf"
+    rope_freqs = {"rope_freqs.weight": llama_cpp_rope_freqs(config, scaling)}
+    write_gguf(path, "llama", reference, config, extra=rope_freqs)
+    folder = ensure_converted(path)
+    converted, _ = mlx_lm.load(str(folder))
+    ids = [int(i) for i in np.random.default_rng(0).integers(3, 49152, size=400)]
+    ours, ref = logits(converted, ids), logits(reference, ids)
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
+    # The scaling matters at these positions: without it the logits move well past the tolerance.
+    assert np.abs(logits(plain, ids) - ref).max() > 100 * 1e-4
+
+
+def test_unknown_rope_freqs_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lollms_runtime.mlx.gguf_convert import GGUFConversionError
+
+    monkeypatch.setenv("LOLLMS_HOME", str(tmp_path / "home"))
+    reference, config = tiny_model("llama")
+    path = tmp_path / "tiny-odd-rope.gguf"
+    odd = {"rope_freqs.weight": np.linspace(1, 3, config["head_dim"] // 2).astype(np.float32)}
+    write_gguf(path, "llama", reference, config, extra=odd)
+    with pytest.raises(GGUFConversionError, match="rope_freqs match no Llama 3 rope scaling"):
+        ensure_converted(path)
+
+
 def test_unsupported_architecture_is_refused_with_a_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -186,3 +252,22 @@ def test_unsupported_architecture_is_refused_with_a_hint(
     writer.close()
     with pytest.raises(GGUFConversionError, match="architecture 'mamba' is not supported"):
         ensure_converted(tmp_path / "odd.gguf")
+
+
+def test_rope_scaling_metadata_maps_to_mlx_lm() -> None:
+    from lollms_runtime.mlx.gguf_convert import GGUFConversionError, _rope_scaling
+
+    config = {"head_dim": 16, "rope_theta": 10000.0}
+
+    def scaling(**meta: Any) -> Any:
+        return _rope_scaling(
+            "qwen2", {f"qwen2.rope.scaling.{k}": v for k, v in meta.items()}, {}, config
+        )
+
+    assert scaling() is None
+    assert scaling(type="linear", factor=1.0) is None
+    assert scaling(type="linear", factor=4.0)["factor"] == 4.0
+    yarn = scaling(type="yarn", factor=4.0, original_context_length=32768)
+    assert (yarn["rope_type"], yarn["original_max_position_embeddings"]) == ("yarn", 32768)
+    with pytest.raises(GGUFConversionError, match="rope scaling 'longrope' is not supported"):
+        scaling(type="longrope", factor=2.0)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # Rows of queries computed at once: bounds the score matrix of a long prefill (heads x rows x keys).
 QUERY_BLOCK = 256
@@ -105,6 +106,7 @@ def _supported_mask(mask: Any) -> bool:
 
 def _numpy(array: Any) -> np.ndarray:
     import mlx.core as mx
+    import numpy as np
 
     if array.dtype != mx.float32:
         array = array.astype(mx.float32)
@@ -113,6 +115,7 @@ def _numpy(array: Any) -> np.ndarray:
 
 def _numpy_mask(mask: Any) -> np.ndarray:
     import mlx.core as mx
+    import numpy as np
 
     if mask.dtype == mx.bool_:
         return np.asarray(mask)
@@ -120,6 +123,8 @@ def _numpy_mask(mask: Any) -> np.ndarray:
 
 
 def _attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, mask: Any) -> np.ndarray:
+    import numpy as np
+
     batch, heads, length, depth = q.shape
     kv_heads, keys = k.shape[1], k.shape[2]
     group = heads // kv_heads
@@ -160,5 +165,7 @@ def _mask_block(
     keys: int,
 ) -> np.ndarray:
     """The mask rows ``start:stop``, broadcast to ``(B, Hk, group, rows, keys)``."""
+    import numpy as np
+
     full = np.broadcast_to(mask, (batch, heads, length, keys))
     return full[:, :, start:stop].reshape(batch, kv_heads, group, stop - start, keys)

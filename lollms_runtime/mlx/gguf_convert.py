@@ -135,10 +135,76 @@ def _config(family: str, meta: Mapping[str, Any], weights: Mapping[str, Any]) ->
         token_id = meta.get(f"tokenizer.ggml.{name}_token_id")
         if token_id is not None:
             config[f"{name}_token_id"] = int(token_id)
+    scaling = _rope_scaling(family, meta, weights, config)
+    if scaling is not None:
+        config["rope_scaling"] = scaling
     if any(key.endswith(".scales") for key in weights):
         # A default only: mlx-lm infers bits and group size per layer from the scales' shapes.
         config["quantization"] = {"group_size": 32, "bits": 4, "mode": "affine"}
     return config
+
+
+# Llama 3.x's rope scaling, written by llama.cpp only as the per-frequency divisors in the
+# ``rope_freqs`` tensor; these are the parameters Meta's configs use (3.1: factor 8, 3.2: 32).
+_LLAMA3_CANDIDATES = [
+    (low, high, context)
+    for context in (8192, 4096, 16384, 32768)
+    for low, high in ((1.0, 4.0), (1.0, 8.0), (1.0, 2.0), (2.0, 4.0), (2.0, 8.0))
+]
+
+
+def _rope_scaling(
+    family: str, meta: Mapping[str, Any], weights: Mapping[str, Any], config: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """mlx-lm's ``rope_scaling`` for the file: Llama 3's from ``rope_freqs``, or linear / YaRN."""
+    if "rope_freqs.weight" in weights:
+        return _llama3_scaling(weights["rope_freqs.weight"], config)
+    kind = str(meta.get(f"{family}.rope.scaling.type") or "none")
+    factor = float(meta.get(f"{family}.rope.scaling.factor") or 0.0)
+    if kind == "none" or factor in (0.0, 1.0):
+        return None
+    if kind == "linear":
+        return {"type": "linear", "rope_type": "linear", "factor": factor}
+    if kind == "yarn":
+        context = meta.get(f"{family}.rope.scaling.original_context_length")
+        scaling: dict[str, Any] = {"type": "yarn", "rope_type": "yarn", "factor": factor}
+        if context:
+            scaling["original_max_position_embeddings"] = int(context)
+        return scaling
+    raise GGUFConversionError(
+        f"rope scaling {kind!r} is not supported by the GGUF converter (linear, yarn and "
+        "Llama 3's are); use an MLX model from Hugging Face instead"
+    )
+
+
+def _llama3_scaling(freqs: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The Llama 3 parameters that reproduce llama.cpp's ``rope_freqs`` divisors exactly."""
+    import numpy as np
+
+    divisors = np.array(freqs, dtype=np.float64).reshape(-1)
+    factor = float(divisors.max())
+    dim = int(config["head_dim"])
+    inverse = float(config["rope_theta"]) ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    wavelengths = 2 * np.pi * inverse
+    for low, high, context in _LLAMA3_CANDIDATES:
+        smooth = (context / wavelengths - low) / (high - low)
+        expected = np.where(
+            wavelengths < context / high,
+            1.0,
+            np.where(wavelengths > context / low, factor, 1 / ((1 - smooth) / factor + smooth)),
+        )
+        if expected.shape == divisors.shape and np.allclose(expected, divisors, rtol=1e-4):
+            return {
+                "rope_type": "llama3",
+                "factor": factor,
+                "low_freq_factor": low,
+                "high_freq_factor": high,
+                "original_max_position_embeddings": context,
+            }
+    raise GGUFConversionError(
+        "the file's rope_freqs match no Llama 3 rope scaling this converter knows; "
+        "use an MLX model from Hugging Face instead"
+    )
 
 
 _ARCHITECTURES = {
@@ -164,7 +230,7 @@ def _rename(
         elif base in _TOP_NAMES:
             new = f"{_TOP_NAMES[base]}.{suffix}"
         elif base == "rope_freqs":
-            continue  # llama3 rope scaling factors; mlx-lm computes them from the config
+            continue  # Llama 3's rope scaling: in the config as rope_scaling (see _rope_scaling)
         else:
             raise GGUFConversionError(f"unexpected tensor {name!r} in the GGUF file")
         tensors[new] = value
