@@ -173,11 +173,18 @@ def test_quantizations_mlx_cannot_read_go_through_the_gguf_package(
     held = write_gguf(path, "llama", reference, config, quant=gguf.GGMLQuantizationType.Q5_0)
     with pytest.raises((RuntimeError, ValueError)):
         mx.load(str(path))  # the case the fallback exists for
-    converted, _ = mlx_lm.load(str(ensure_converted(path)))
-    # The float reference is the model with exactly the (dequantized) weights the file holds.
+    folder = ensure_converted(path)
+    converted, _ = mlx_lm.load(str(folder))
+    float_logits = logits(reference, IDS)
+    # The reference is the model with exactly the (dequantized) weights the file holds.
     reference.load_weights([(name, mx.array(value)) for name, value in held.items()])
     ours, ref = logits(converted, IDS), logits(reference, IDS)
-    assert np.abs(ours - ref).max() <= 0.01 * np.abs(ref).max()
+    # Quantized again for MLX (8 bits for Q5_0): what that adds is small next to Q5_0's own error.
+    assert np.abs(ours - ref).max() <= 0.25 * np.abs(float_logits - ref).max()
+    proj = converted.model.layers[0].mlp.up_proj
+    assert (proj.bits, proj.group_size) == (8, 32)
+    float16_bytes = sum(v.size * 2 for v in held.values())
+    assert (folder / "model.safetensors").stat().st_size < 0.6 * float16_bytes
 
 
 def llama_cpp_rope_freqs(config: dict[str, Any], scaling: dict[str, float]) -> np.ndarray:
