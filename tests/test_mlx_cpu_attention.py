@@ -115,7 +115,10 @@ def test_wrapper_hands_decode_steps_quantized_caches_and_sinks_back(
     assert wrapped(one, k, v, None, scale=0.1, mask=None) == "mlx-lm"
     assert wrapped(q, k, v, Quantized(), scale=0.1, mask="causal") == "mlx-lm"
     assert wrapped(q, k, v, None, scale=0.1, mask="causal", sinks=object()) == "mlx-lm"
-    assert calls == ["numpy"]
+    with cpu_attention.mlx_attention():
+        assert wrapped(q, k, v, None, scale=0.1, mask="causal") == "mlx-lm"
+    assert wrapped(q, k, v, None, scale=0.1, mask="causal") == "np"
+    assert calls == ["numpy", "numpy"]
 
 
 def test_installed_on_the_real_model_with_the_same_logits(mlx_backend: Any) -> None:

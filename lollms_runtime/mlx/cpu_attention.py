@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,6 +26,17 @@ if TYPE_CHECKING:
 # Rows of queries computed at once: bounds the score matrix of a long prefill (heads x rows x keys).
 QUERY_BLOCK = 256
 _ATTRIBUTE = "scaled_dot_product_attention"
+_bypass = [False]  # set by mlx_attention(): benchmarks compare both in one process
+
+
+@contextmanager
+def mlx_attention() -> Iterator[None]:
+    """Within this block, patched models use mlx-lm's own attention (for comparisons)."""
+    _bypass[0] = True
+    try:
+        yield
+    finally:
+        _bypass[0] = False
 
 
 def enabled() -> bool:
@@ -65,7 +78,7 @@ def _wrap(original: Any) -> Any:
         result = None
         # One query row is a decode step: mlx-lm builds step n+1 lazily before it yields token n,
         # and an eager attention there would hold the first token back by a whole step.
-        if queries.shape[2] > 1 and sinks is None and not hasattr(cache, "bits"):
+        if queries.shape[2] > 1 and sinks is None and not hasattr(cache, "bits") and not _bypass[0]:
             result = attention(queries, keys, values, scale=scale, mask=mask)
         if result is None:
             return original(queries, keys, values, cache, scale=scale, mask=mask, sinks=sinks)
