@@ -96,7 +96,6 @@ def pull(model_id: str, kind: str | None = None) -> Path:
     ORG/NAME:QUANT or ORG/NAME/FILE.gguf; the path is the snapshot folder or the .gguf file.
     """
     from ..backends.base import BackendUnavailable
-
     from ..mlx.hub import parse_hub_spec
 
     hub = parse_hub_spec(model_id)
