@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lollms_runtime.backends.base import BackendUnavailable
-from lollms_runtime.mlx.hub import HubSpec, is_mlx_repo, parse_hub_spec, pick_gguf, quant_tag
+from lollms_runtime.mlx.hub import (
+    HubSpec,
+    download_hub_model,
+    is_mlx_repo,
+    parse_hub_spec,
+    pick_gguf,
+    quant_tag,
+)
 
 BARTOWSKI = [
     ".gitattributes",
@@ -101,3 +110,42 @@ def test_repo_without_models_says_so() -> None:
 def test_mlx_repos_need_config_and_safetensors() -> None:
     assert is_mlx_repo(["config.json", "model.safetensors", "model-Q8_0.gguf"])
     assert not is_mlx_repo(["config.json", "model-Q8_0.gguf"])
+
+
+def cache_repo(cache: Path, repo_id: str, files: dict[str, bytes]) -> Path:
+    """A Hugging Face cache entry laid out as hf_hub_download leaves it (refs/main -> snapshot)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / ("models--" + repo_id.replace("/", "--"))
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    snapshot = root / "snapshots" / commit
+    for name, body in files.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_bytes(body)
+    return snapshot
+
+
+@pytest.fixture
+def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def test_offline_picks_among_the_cached_files(offline_cache: Path) -> None:
+    snapshot = cache_repo(offline_cache, "acme/tiny-GGUF", {"tiny-Q6_K.gguf": b"q6"})
+    assert download_hub_model("acme/tiny-GGUF") == snapshot / "tiny-Q6_K.gguf"
+    assert download_hub_model("acme/tiny-GGUF:q6_k") == snapshot / "tiny-Q6_K.gguf"
+    assert download_hub_model("acme/tiny-GGUF/tiny-Q6_K.gguf") == snapshot / "tiny-Q6_K.gguf"
+    for spec in ("acme/tiny-GGUF:Q8_0", "acme/tiny-GGUF/tiny-Q8_0.gguf", "acme/other-GGUF:Q8_0"):
+        with pytest.raises(BackendUnavailable, match=f"`lollms models pull {spec}`"):
+            download_hub_model(spec)
+
+
+def test_offline_mlx_snapshot_wins_over_cached_gguf_files(offline_cache: Path) -> None:
+    files = {"config.json": b"{}", "model.safetensors": b"w", "extra-Q8_0.gguf": b"q8"}
+    snapshot = cache_repo(offline_cache, "acme/both", files)
+    assert download_hub_model("acme/both") == snapshot
+    assert download_hub_model("acme/both:Q8_0") == snapshot / "extra-Q8_0.gguf"

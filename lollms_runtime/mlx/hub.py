@@ -145,7 +145,8 @@ def download_hub_model(spec: str) -> Path:
     files = _remote_files(hub.repo_id)
     if files is None:  # offline: choose among what the cache holds
         cached = _cached_files(hub.repo_id)
-        if hub.quant is None and not any(f.lower().endswith(".gguf") for f in cached):
+        has_gguf = any(f.lower().endswith(".gguf") for f in cached)
+        if hub.quant is None and (is_mlx_repo(cached) or not has_gguf):
             return _snapshot(hub.repo_id, spec)  # an MLX repo, or the "pull it" message
         try:
             name = pick_gguf(cached, hub.quant, hub.repo_id)
