@@ -252,11 +252,12 @@ def unpermute_rows(weight: Any, heads: int) -> Any:
 # MLX affine bits for a llama.cpp quantization read through the gguf package: two bits more than
 # the source (a grid 4x finer, so re-gridding adds about 1/16 of the file's own quantization noise),
 # 8 from 5 bits up; MLX has no K-quant kernels, and float16 would triple a Q4_K_M file's size.
+# (Q4_0/Q4_1/Q8_0 get here only beside other types: alone, mx.load reads them exactly.)
 _REQUANT_BITS = {
     "Q1_0": 4, "TQ1_0": 4, "TQ2_0": 4, "IQ1_S": 4, "IQ1_M": 4, "IQ2_XXS": 4, "IQ2_XS": 4,
     "IQ2_S": 4, "Q2_K": 4, "IQ3_XXS": 5, "IQ3_S": 5, "Q3_K": 5, "IQ4_NL": 6, "IQ4_XS": 6,
-    "Q4_K": 6, "MXFP4": 6, "NVFP4": 6, "Q5_0": 8, "Q5_1": 8, "Q5_K": 8, "Q6_K": 8, "Q8_1": 8,
-    "Q8_K": 8,
+    "Q4_K": 6, "MXFP4": 6, "NVFP4": 6, "Q4_0": 6, "Q4_1": 6, "Q5_0": 8, "Q5_1": 8, "Q5_K": 8,
+    "Q6_K": 8, "Q8_0": 8, "Q8_1": 8, "Q8_K": 8,
 }  # fmt: skip
 REQUANT_GROUP = 32
 
