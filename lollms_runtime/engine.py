@@ -457,7 +457,7 @@ class Engine:
                 error = (
                     str(exc)
                     if isinstance(exc, LollmsError | TemplateError)
-                    else (f"{type(exc).__name__}: {exc}")
+                    else f"{type(exc).__name__}: {exc}"
                 )
                 yield finished("failed", partial(), error=error, detail=ctx.detail)
             raise
