@@ -45,9 +45,9 @@ class _Checker:
         data = doc.data
         self.settings = set((data.get("settings") or {}).keys())
         self.pipelines = set((data.get("pipelines") or {}).keys())
-        self.all_ids = set(_ids(data.get("pipeline") or ()))
+        self.all_ids = set(_ids(data.get("pipeline") or (), host))
         for sub in (data.get("pipelines") or {}).values():
-            self.all_ids.update(_ids(sub))
+            self.all_ids.update(_ids(sub, host))
         self.problems: list[Problem] = []
 
     # -- one template ----------------------------------------------------------------------
@@ -130,7 +130,7 @@ class _Checker:
                 continue
             self.check(body.get("when"), (*here, "when"), known, expression=True)
             self.step_body(kind_name, body, here, known)
-            known |= set(_ids([step]))
+            known |= set(_ids([step], self.host))
         return known
 
     def step_body(
@@ -189,11 +189,14 @@ class _Checker:
                         (*here, "pipeline"), f"no sub-pipeline named '{body['pipeline']}'", hint
                     )
                 )
-        else:  # a plugin's kind with nested step lists
-            for key in nested:
+        else:  # a plugin's kind with nested step lists (or mappings of name -> step list)
+            for key in kind.nested:
                 value = body.get(key)
                 if isinstance(value, list):
                     self.steps(value, (*here, key), known)
+                elif isinstance(value, dict):
+                    for name, inner in value.items():
+                        self.steps(inner, (*here, key, name), known)
 
 
 def _setting_reads(ast: nodes.Template) -> Iterable[str]:
@@ -210,11 +213,12 @@ def _setting_reads(ast: nodes.Template) -> Iterable[str]:
             yield item.arg.value
 
 
-def _ids(steps: Sequence[Any]) -> Iterable[str]:
-    """Every id and set variable defined in these steps, nested ones included."""
+def _ids(steps: Sequence[Any], host: PluginHost) -> Iterable[str]:
+    """Every id and set variable defined in these steps, nested ones included (found under the
+    keys each kind declares as nested)."""
     from .engine import _walk
 
-    for kind, body in _walk(list(steps)):
+    for kind, body in _walk(list(steps), host.step_kinds):
         if kind == "set":
             yield from (str(k) for k in body)
         elif isinstance(body.get("id"), str):
@@ -228,5 +232,5 @@ def check_pipeline(doc: Document, host: PluginHost) -> list[Problem]:
     checker.steps(data.get("pipeline"), ("pipeline",), set())
     # A sub-pipeline runs inside its caller: it sees what the main pipeline defines.
     for name, steps in (data.get("pipelines") or {}).items():
-        checker.steps(steps, ("pipelines", name), set(_ids(data.get("pipeline") or ())))
+        checker.steps(steps, ("pipelines", name), set(_ids(data.get("pipeline") or (), host)))
     return checker.problems

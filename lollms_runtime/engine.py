@@ -25,6 +25,8 @@ from .events import (
     Reply,
     StepFinished,
     StepStarted,
+    StepStatus,
+    Token,
     TurnError,
 )
 from .personality import Personality
@@ -299,9 +301,9 @@ class Engine:
         child = StepContext(self, turn, parent.depth + 1)
         child.counters = parent.counters
         pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
-        _declare_ids(pipeline, child.variables)
+        _declare_ids(pipeline, child.variables, self.kinds)
         if visible:
-            child.streamed_ids = streamed_ids(pipeline)
+            child.streamed_ids = streamed_ids(pipeline, self.kinds)
         try:
             yield from child.run_steps(pipeline, f"{turn.personality.id}.pipeline")
         except Cancelled:
@@ -314,8 +316,8 @@ class Engine:
         entry = self._plans.get(id(pipeline))
         if entry is None or entry[0] is not pipeline:  # the entry keeps its pipeline alive
             declared: dict[str, Any] = {}
-            _declare_ids(pipeline, declared)
-            entry = (pipeline, declared, streamed_ids(pipeline))
+            _declare_ids(pipeline, declared, self.kinds)
+            entry = (pipeline, declared, streamed_ids(pipeline, self.kinds))
             if len(self._plans) >= 256:
                 self._plans.clear()
             self._plans[id(pipeline)] = entry
@@ -332,6 +334,9 @@ class Engine:
 
     # -- one step --------------------------------------------------------------------------
     def _run_step(self, ctx: StepContext, step: Mapping[str, Any], path: str) -> StepGen:
+        """Run one step. Once its StepStarted is out, a StepFinished always follows, however the
+        step ends (done, skipped, failed, cancelled, stopped by a limit), so consumers never show a
+        step running forever; nested steps close before the steps around them."""
         ((kind_name, body),) = step.items()
         body = body or {}
         kind = self.kinds.get(kind_name)
@@ -349,14 +354,16 @@ class Engine:
         )
         title = str(body.get("title") or step_id) if kind.common else kind_name
         outer_id, outer_path = ctx.step_id, ctx.step_path
+        outer_usage, outer_detail, outer_text = ctx.usage, ctx.detail, ctx.last_text
+        usage: dict[str, int] = {}
+        parts: list[str] = []  # this step's streamed text: its output if it is cut short
         ctx.step_id, ctx.step_path = step_id, path
+        ctx.usage, ctx.detail = usage, ""
         yield StepStarted(step_id, kind_name, title, path)
         started = time.monotonic()
-        outer_usage, outer_detail = ctx.usage, ctx.detail
-        ctx.usage, ctx.detail = {}, ""
 
         def finished(
-            status: Any, output: Any = None, error: str = "", detail: str = ""
+            status: StepStatus, output: Any = None, error: str = "", detail: str = ""
         ) -> StepFinished:
             return StepFinished(
                 step_id,
@@ -366,69 +373,97 @@ class Engine:
                 status,
                 output,
                 time.monotonic() - started,
-                ctx.usage.get("prompt_tokens", 0),
-                ctx.usage.get("cached_tokens", 0),
-                ctx.usage.get("generation_tokens", 0),
+                usage.get("prompt_tokens", 0),
+                usage.get("cached_tokens", 0),
+                usage.get("generation_tokens", 0),
                 detail,
                 error,
             )
 
-        when = body.get("when") if kind.common else None
-        if when is not None and not ctx.evaluate(when):
-            yield finished("skipped", detail=f"when: {when} was false")
-            ctx.step_id, ctx.step_path = outer_id, outer_path
-            ctx.usage, ctx.detail = outer_usage, outer_detail
-            return None
+        def partial() -> Any:
+            """What the step produced before it was cut short: its own tokens, else the text the
+            user saw from its nested steps (a call or loop whose generate was stopped)."""
+            if parts:
+                return "".join(parts)
+            return ctx.last_text if ctx.last_text != outer_text else None
 
-        retries = int(body.get("retries", 0)) if kind.common else 0
-        on_error = body.get("on_error", "fail") if kind.common else "fail"
-        timeout = (
-            float(body.get("timeout", self.limits.step_timeout))
-            if kind.common
-            else self.limits.step_timeout
-        )
-        attempt = 0
-        while True:
-            ctx.deadline = time.monotonic() + timeout
-            try:
-                assert kind.run is not None
-                output = yield from kind.run(ctx, body)
-                break
-            except (Cancelled, LimitExceeded):
-                raise
-            except (StepError, TemplateError, ValueError, OSError, RuntimeError) as exc:
-                attempt += 1
-                if attempt <= retries and not ctx.turn.cancel.is_set():
-                    continue
-                message = str(exc)
-                if on_error == "continue":
-                    yield finished("failed", error=message)
-                    ctx.step_id, ctx.step_path = outer_id, outer_path
-                    ctx.usage, ctx.detail = outer_usage, outer_detail
-                    return None
-                if on_error == "fallback":
-                    output = ctx.value(body.get("fallback", ""))
-                    self._store_output(ctx, kind, body, output)
-                    yield finished("fallback", output, error=message)
-                    ctx.step_id, ctx.step_path = outer_id, outer_path
-                    ctx.usage, ctx.detail = outer_usage, outer_detail
-                    return output
-                hint = getattr(exc, "hint", "") or (
-                    "set on_error: continue (or fallback) on this step to go on without it"
+        closed = False  # its StepFinished is out
+        try:
+            when = body.get("when") if kind.common else None
+            if when is not None and not ctx.evaluate(when):
+                closed = True
+                yield finished("skipped", detail=f"when: {when} was false")
+                ctx.step_id, ctx.step_path = outer_id, outer_path
+                return None
+
+            retries = int(body.get("retries", 0)) if kind.common else 0
+            on_error = body.get("on_error", "fail") if kind.common else "fail"
+            timeout = (
+                float(body.get("timeout", self.limits.step_timeout))
+                if kind.common
+                else self.limits.step_timeout
+            )
+            attempt = 0
+            while True:
+                ctx.deadline = time.monotonic() + timeout
+                parts.clear()
+                try:
+                    output = yield from _tee(kind.run(ctx, body), step_id, parts)
+                    break
+                except (Cancelled, LimitExceeded):
+                    raise
+                except (StepError, TemplateError, ValueError, OSError, RuntimeError) as exc:
+                    attempt += 1
+                    if attempt <= retries and not ctx.turn.cancel.is_set():
+                        continue
+                    message = str(exc)
+                    if on_error == "continue":
+                        closed = True
+                        yield finished("failed", error=message)
+                        ctx.step_id, ctx.step_path = outer_id, outer_path
+                        return None
+                    if on_error == "fallback":
+                        output = ctx.value(body.get("fallback", ""))
+                        self._store_output(ctx, kind, body, output)
+                        closed = True
+                        yield finished("fallback", output, error=message)
+                        ctx.step_id, ctx.step_path = outer_id, outer_path
+                        return output
+                    hint = getattr(exc, "hint", "") or (
+                        "set on_error: continue (or fallback) on this step to go on without it"
+                    )
+                    closed = True
+                    yield finished("failed", partial(), error=message)
+                    if isinstance(exc, StepFailed):  # a nested step's failure, already worded
+                        raise exc
+                    raise StepFailed(
+                        f"step '{step_id}' ({kind_name}) failed: {message}", hint
+                    ) from exc
+                finally:
+                    ctx.deadline = float("inf")
+            self._store_output(ctx, kind, body, output)
+            closed = True
+            yield finished("ok", output, detail=ctx.detail)
+            result = StepFinished(step_id, kind_name, title, path, "ok", output)
+            self._hook("lollms_step_finished", turn=ctx.turn, step=step, result=result)
+            ctx.step_id, ctx.step_path = outer_id, outer_path
+            return output
+        except Cancelled:
+            if not closed:
+                yield finished("cancelled", partial(), detail=ctx.detail)
+            raise
+        except Exception as exc:  # a limit, a template error in `when`, a bug in a step kind
+            if not closed:
+                error = (
+                    str(exc)
+                    if isinstance(exc, LollmsError | TemplateError)
+                    else f"{type(exc).__name__}: {exc}"
                 )
-                yield finished("failed", error=message)
-                if isinstance(exc, StepFailed):  # a nested step's failure, already worded
-                    raise exc
-                raise StepFailed(f"step '{step_id}' ({kind_name}) failed: {message}", hint) from exc
-            finally:
-                ctx.deadline = float("inf")
-        self._store_output(ctx, kind, body, output)
-        yield finished("ok", output, detail=ctx.detail)
-        result = StepFinished(step_id, kind_name, title, path, "ok", output)
-        self._hook("lollms_step_finished", turn=ctx.turn, step=step, result=result)
-        ctx.step_id, ctx.step_path = outer_id, outer_path
-        ctx.usage, ctx.detail = outer_usage, outer_detail
-        return output
+                yield finished("failed", partial(), error=error, detail=ctx.detail)
+            raise
+        finally:
+            # ctx.step_id stays on a failed step: the turn's error names it.
+            ctx.usage, ctx.detail = outer_usage, outer_detail
 
     @staticmethod
     def _store_output(
@@ -440,47 +475,88 @@ class Engine:
             ctx.last_text = output
 
 
+def _tee(run: StepGen, step_id: str, parts: list[str]) -> StepGen:
+    """Pass a runner's events on, keeping the text of the step's own tokens in ``parts``."""
+    try:
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as stop:
+                return stop.value
+            if type(event) is Token and event.step_id == step_id:
+                parts.append(event.text)
+            yield event
+    finally:
+        run.close()  # like ``yield from``: a consumer that stops early closes the runner too
+
+
 def _hook_failure(name: str, exc: BaseException) -> Any:
     from .plugins import PluginFailure
 
     return PluginFailure(name="(observer)", stage=name, error=f"{type(exc).__name__}: {exc}")
 
 
-def _walk(steps: Sequence[Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every (kind, body) of a pipeline, nested steps included, in document order."""
+def _walk(
+    steps: Sequence[Any], kinds: Mapping[str, StepKind] | None = None
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every (kind, body) of a pipeline, nested steps included, in document order.
+
+    Nested steps are looked for only under the keys a kind declares in ``StepKind.nested``, so a
+    plugin's body that merely looks like steps is never taken for steps. ``kinds``: the registered
+    step kinds (default: the built-in ones); a kind not among them is not looked into.
+    """
+    if kinds is None:
+        kinds = _builtin_kinds()
     for step in steps:
         if not (isinstance(step, Mapping) and len(step) == 1):
             continue
-        ((kind, body),) = step.items()
+        ((name, body),) = step.items()
         if not isinstance(body, Mapping):
             continue
-        yield kind, body
-        if kind == "set":
+        yield name, body
+        kind = kinds.get(name)
+        if kind is None or not kind.nested:
             continue
         for key, value in body.items():
-            if key not in ("ops", "fallback"):
-                for nested in _nested_step_lists(value):
-                    yield from _walk(nested)
+            if key in kind.nested:
+                for nested in nested_step_lists(value):
+                    yield from _walk(nested, kinds)
 
 
-def _nested_step_lists(value: Any) -> Iterator[Sequence[Any]]:
+def nested_step_lists(value: Any) -> Iterator[Sequence[Any]]:
+    """The step lists held by a value under a declared nested key: a list of steps, a list of
+    branches each with its ``then`` steps (condition's elif), or a mapping of name -> steps."""
     if isinstance(value, list):
-        if all(isinstance(v, Mapping) and len(v) == 1 for v in value):
-            yield value
-        else:  # elif: a list of {if/ask, then} branches
-            for branch in value:
-                if isinstance(branch, Mapping) and isinstance(branch.get("then"), list):
-                    yield branch["then"]
+        yield value  # its items that are not steps (branches) are skipped by _walk
+        for branch in value:
+            if isinstance(branch, Mapping) and isinstance(branch.get("then"), list):
+                yield branch["then"]
     elif isinstance(value, Mapping):  # cases: name -> steps
         for inner in value.values():
             if isinstance(inner, list):
                 yield inner
 
 
-def _declare_ids(steps: Sequence[Mapping[str, Any]], variables: dict[str, Any]) -> None:
+_BUILTIN_KINDS: dict[str, StepKind] = {}
+
+
+def _builtin_kinds() -> Mapping[str, StepKind]:
+    """The built-in step kinds by name (for callers that have no plugin host at hand)."""
+    if not _BUILTIN_KINDS:
+        from .default_plugins.steps import BUILTIN_STEP_KINDS
+
+        _BUILTIN_KINDS.update((kind.name, kind) for kind in BUILTIN_STEP_KINDS)
+    return _BUILTIN_KINDS
+
+
+def _declare_ids(
+    steps: Sequence[Mapping[str, Any]],
+    variables: dict[str, Any],
+    kinds: Mapping[str, StepKind] | None = None,
+) -> None:
     """Every id and variable of the pipeline exists from the start (None until set), so a reply may
     mention the output of a branch that did not run."""
-    for kind, body in _walk(steps):
+    for kind, body in _walk(steps, kinds):
         if kind == "set":
             for name in body:
                 variables.setdefault(str(name), None)
@@ -488,13 +564,15 @@ def _declare_ids(steps: Sequence[Mapping[str, Any]], variables: dict[str, Any]) 
             variables.setdefault(body["id"], None)
 
 
-def streamed_ids(steps: Sequence[Mapping[str, Any]]) -> set[str]:
+def streamed_ids(
+    steps: Sequence[Mapping[str, Any]], kinds: Mapping[str, StepKind] | None = None
+) -> set[str]:
     """Generate steps whose output the reply shows, directly or through post_process, set and call
-    steps: their tokens stream as the visible draft of the answer."""
+    steps: their tokens stream as the visible draft of the answer (``kinds``: as for _walk)."""
     import re
 
     names_in = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)")
-    bodies = list(_walk(steps))
+    bodies = list(_walk(steps, kinds))
     replies = [body for kind, body in bodies if kind == "reply"]
     if not replies:
         generates = [body for kind, body in bodies if kind == "generate"]

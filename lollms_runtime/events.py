@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-StepStatus = Literal["ok", "skipped", "failed", "fallback"]
+# "cancelled": the turn was stopped (Stop button, Ctrl-C) while the step ran.
+StepStatus = Literal["ok", "skipped", "failed", "fallback", "cancelled"]
 TurnStatus = Literal["ok", "error", "cancelled"]
 
 

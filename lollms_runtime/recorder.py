@@ -18,7 +18,13 @@ from .store.models import Message
 log = logging.getLogger(__name__)
 
 _STATUS = {"ok": "complete", "error": "error", "cancelled": "cancelled"}
-_STEP_STATUS = {"ok": "complete", "skipped": "skipped", "failed": "error", "fallback": "complete"}
+_STEP_STATUS = {
+    "ok": "complete",
+    "skipped": "skipped",
+    "failed": "error",
+    "fallback": "complete",
+    "cancelled": "cancelled",
+}
 _DETAIL = " — "  # a step's detail is saved after its title: "title — detail"
 
 

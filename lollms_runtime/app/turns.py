@@ -92,7 +92,8 @@ def _preview(output: Any) -> str:
 def step_message(step: StepView) -> ChatDict:
     """A step as a collapsible chat message (Gradio's ``metadata`` title/status/duration/log)."""
     done = step.status != "running"
-    log_parts = [step.status if done else "running"]
+    # A step cut short by Stop is shown as stopped, like the answer, not as failed.
+    log_parts = [("stopped" if step.status == "cancelled" else step.status) if done else "running"]
     if step.tokens:
         log_parts.append(f"{step.tokens} tokens")
     if step.detail:
