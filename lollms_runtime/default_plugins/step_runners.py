@@ -317,7 +317,7 @@ def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         child.counters = ctx.counters
         child.variables.update(ctx.variables)
         if ctx.step_id in ctx.streamed_ids:
-            child.streamed_ids = streamed_ids(steps)
+            child.streamed_ids = streamed_ids(steps, ctx.engine.kinds)
         try:
             output = yield from child.run_steps(steps, f"pipelines.{name}")
         except Cancelled:
