@@ -81,12 +81,13 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """Write config.json, model.safetensors and tokenizer files for ``gguf_path`` in ``out_dir``."""
     import mlx.core as mx
 
-    try:
+    others = _types_mlx_cannot_keep(gguf_path)
+    if others:
+        # mx.load refuses some of these and turns the rest (K-quants) into float16.
+        weights, metadata = _load_with_gguf_package(gguf_path)
+    else:
         loaded: Any = mx.load(str(gguf_path), return_metadata=True)
         weights, metadata = loaded
-    except (RuntimeError, ValueError) as exc:
-        # mx.load reads F32/F16/Q4_0/Q4_1/Q8_0 only; K-quants go through the gguf package.
-        weights, metadata = _load_with_gguf_package(gguf_path, exc)
     meta = {key: _plain(value) for key, value in metadata.items()}
     family = str(meta.get("general.architecture", "?"))
     if family not in SUPPORTED_FAMILIES:
@@ -262,20 +263,29 @@ _REQUANT_BITS = {
 REQUANT_GROUP = 32
 
 
-def _load_with_gguf_package(path: Path, cause: Exception) -> tuple[dict[str, Any], dict[str, Any]]:
+# Tensor types mx.load reads as they are: floats, and the quantizations that map exactly onto
+# MLX's affine group-32 arrays.
+MLX_NATIVE_TYPES = frozenset({"F32", "F16", "Q4_0", "Q4_1", "Q8_0"})
+
+
+def _types_mlx_cannot_keep(path: Path) -> set[str]:
+    """The file's tensor types beyond :data:`MLX_NATIVE_TYPES` (read from the header only)."""
+    try:
+        import gguf
+    except ImportError:
+        return set()  # mx.load alone: K-quants come out as float16
+    reader = gguf.GGUFReader(str(path))
+    return {t.tensor_type.name for t in reader.tensors} - MLX_NATIVE_TYPES
+
+
+def _load_with_gguf_package(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read any GGUF quantization through the ``gguf`` package.
 
     Quantized matrices are dequantized and quantized again as MLX affine arrays (group 32, bits
     from :data:`_REQUANT_BITS`): a Q4_K_M file grows about 1.5x instead of 3.5x as float16.
     Norms stay float32 and float tensors keep their precision.
     """
-    try:
-        import gguf
-    except ImportError as exc:
-        raise GGUFConversionError(
-            f"{path.name} uses a quantization MLX cannot read directly ({cause}); "
-            "install the gguf package (pip install gguf) to convert it"
-        ) from exc
+    import gguf
     import mlx.core as mx
     import numpy as np
 
@@ -283,9 +293,19 @@ def _load_with_gguf_package(path: Path, cause: Exception) -> tuple[dict[str, Any
     weights: dict[str, Any] = {}
     for tensor in reader.tensors:
         shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
-        array = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(shape)
+        try:
+            array = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(shape)
+        except NotImplementedError as exc:
+            raise GGUFConversionError(
+                f"{path.name}: tensor {tensor.name} uses {tensor.tensor_type.name}, which the "
+                "gguf package cannot read; pick another quantization of this model"
+            ) from exc
         bits = _REQUANT_BITS.get(tensor.tensor_type.name)
-        if array.ndim == 1:
+        exact = _exact_affine(tensor, shape, gguf) if array.ndim == 2 else None
+        if exact is not None:
+            base = tensor.name.removesuffix(".weight")
+            weights[f"{base}.weight"], weights[f"{base}.scales"], weights[f"{base}.biases"] = exact
+        elif array.ndim == 1:
             weights[tensor.name] = mx.array(array.astype(np.float32))  # norms stay float32
         elif bits and array.ndim == 2 and shape[-1] % REQUANT_GROUP == 0:
             base = tensor.name.removesuffix(".weight")
@@ -303,6 +323,55 @@ def _load_with_gguf_package(path: Path, cause: Exception) -> tuple[dict[str, Any
             continue
         metadata[key] = _field_value(field, gguf)
     return weights, metadata
+
+
+# K-quants whose 32-value sub-blocks are affine grids, as MLX's group-32 arrays are: bits of q.
+_EXACT_BITS = {"Q4_K": 4, "Q5_K": 5}
+
+
+def _exact_affine(tensor: Any, shape: tuple[int, ...], gguf: Any) -> tuple[Any, Any, Any] | None:
+    """Q4_K / Q5_K blocks as MLX affine arrays holding the very same values (same q, same grid).
+
+    Each 32-value sub-block is ``d*sc*q - dmin*m``: an MLX group with scale ``d*sc`` and bias
+    ``-dmin*m``; only the float16 rounding of those two products differs from llama.cpp.
+    """
+    import mlx.core as mx
+    import numpy as np
+
+    bits = _EXACT_BITS.get(tensor.tensor_type.name)
+    if bits is None or shape[-1] % 256:
+        return None
+    _, type_size = gguf.GGML_QUANT_SIZES[tensor.tensor_type]
+    blocks = np.asarray(tensor.data).view(np.uint8).reshape(-1, type_size)
+    count = blocks.shape[0]
+    d = blocks[:, 0:2].view(np.float16).astype(np.float32)
+    dmin = blocks[:, 2:4].view(np.float16).astype(np.float32)
+    sc, m = gguf.quants.Q4_K.get_scale_min(blocks[:, 4:16])  # Q5_K packs them the same way
+    nibbles = np.array([0, 4], dtype=np.uint8).reshape(1, 1, 2, 1)
+    low = blocks[:, -128:].reshape(count, 4, 1, 32) >> nibbles
+    q = (low & np.uint8(0x0F)).reshape(count, 8, 32)
+    if bits == 5:  # the fifth bit of each value, one byte per position, one bit per sub-block
+        shifts = np.arange(8, dtype=np.uint8).reshape(1, 8, 1)
+        high = (blocks[:, 16:48].reshape(count, 1, 32) >> shifts) & np.uint8(1)
+        q = q | (high << np.uint8(4))
+    rows = shape[0]
+    scales = (d * sc.astype(np.float32)).reshape(rows, -1)
+    biases = -(dmin * m.astype(np.float32)).reshape(rows, -1)
+    packed = _pack_bits(q.reshape(rows, -1), bits)
+    return (
+        mx.array(packed),
+        mx.array(scales.astype(np.float16)),
+        mx.array(biases.astype(np.float16)),
+    )
+
+
+def _pack_bits(q: Any, bits: int) -> Any:
+    """Values < 2**bits as MLX packs them: a little-endian bit stream per row, in uint32 words."""
+    import numpy as np
+
+    planes = (q[..., None] >> np.arange(bits, dtype=np.uint8)) & np.uint8(1)
+    packed = np.packbits(planes.reshape(q.shape[0], -1), axis=-1, bitorder="little")
+    return packed.view("<u4")
 
 
 def _field_value(field: Any, gguf: Any) -> Any:
