@@ -58,11 +58,12 @@ def test_quant_tags_come_from_the_file_name() -> None:
     assert quant_tag("model.gguf") is None
 
 
-def test_auto_pick_prefers_what_mlx_reads_natively_then_small_k_quants() -> None:
-    assert pick_gguf(BARTOWSKI) == "SmolLM2-135M-Instruct-Q8_0.gguf"
-    assert pick_gguf([*BARTOWSKI, "SmolLM2-135M-Instruct-Q4_0.gguf"]).endswith("-Q4_0.gguf")
-    without_q8 = [f for f in BARTOWSKI if "Q8_0" not in f]
-    assert pick_gguf(without_q8) == "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+def test_auto_pick_prefers_q4_k_m_then_what_mlx_reads_natively() -> None:
+    assert pick_gguf(BARTOWSKI) == "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+    assert pick_gguf([*BARTOWSKI, "SmolLM2-135M-Instruct-Q4_0.gguf"]).endswith("-Q4_K_M.gguf")
+    without_4bit_k = [f for f in BARTOWSKI if "Q4_K" not in f]
+    assert pick_gguf(without_4bit_k) == "SmolLM2-135M-Instruct-Q5_K_M.gguf"
+    assert pick_gguf(["m-Q8_0.gguf", "m-Q4_0.gguf", "m-f16.gguf"]) == "m-Q4_0.gguf"
     assert pick_gguf(["m-f16.gguf", "m-IQ4_XS.gguf"]) == "m-IQ4_XS.gguf"  # else by name
 
 

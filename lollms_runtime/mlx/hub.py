@@ -15,9 +15,9 @@ from ..backends.base import BackendUnavailable
 
 # What a model folder needs; weights in other formats (pytorch .bin) are not usable by mlx-lm.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
-# mx.load reads Q4_0, Q4_1 and Q8_0 as MLX quantized arrays (fast, small); K-quants are
-# dequantized to float16 at conversion, so the smaller K-quants come next.
-PREFERRED_QUANTS = ("Q4_0", "Q4_1", "Q8_0", "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K")
+# Ollama's and LM Studio's default first: Q4_K/Q5_K blocks convert to MLX 4/5-bit arrays holding
+# the same values (gguf_convert), and beat Q4_0 at the same size; then what mx.load reads as is.
+PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q4_1", "Q8_0", "Q6_K")
 _SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
 _QUANT_TOKEN = re.compile(r"^(?:i?q\d+(?:_[a-z0-9]+)*|bf16|fp16|f16|f32)$", re.IGNORECASE)
 
