@@ -37,7 +37,7 @@ class TemplateError(ValueError):
 MAX_REPEAT_LENGTH = 1_000_000  # items or characters `*` and `+` may build
 MAX_POWER_BITS = 100_000  # bits `**` and int `*` may build
 MAX_RENDER_CHARS = 1_000_000  # characters of one render's text, and of any one value's text
-MAX_LOOP_ITERATIONS = 1_000_000  # `{% for %}` iterations in one render, nested loops included
+MAX_LOOP_ITERATIONS = 200_000  # `{% for %}` iterations in one render, nested loops included
 # Characters (or list items) all operations of one render may build together, kept or dropped:
 # bounds memory when a loop builds a fresh large value on each pass.
 MAX_RENDER_WORK = 10_000_000
