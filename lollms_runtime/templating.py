@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from contextvars import ContextVar
-from dataclasses import dataclass
 from functools import lru_cache, wraps
 from typing import Any
 
@@ -39,8 +40,12 @@ MAX_POWER_BITS = 100_000  # bits `**` and int `*` may build
 MAX_RENDER_CHARS = 1_000_000  # characters of one render's text, and of any one value's text
 MAX_LOOP_ITERATIONS = 200_000  # `{% for %}` iterations in one render, nested loops included
 # Characters (or list items) all operations of one render may build together, kept or dropped:
-# bounds memory when a loop builds a fresh large value on each pass.
-MAX_RENDER_WORK = 10_000_000
+# bounds memory when a loop keeps a fresh large value on each pass. Text grown by `~` in a loop is
+# counted whole on each pass: 20 million allows, e.g., 400 passes over a 100,000-character text.
+MAX_RENDER_WORK = 20_000_000
+# A last resort for CPU: each operation above is bounded (at most about a second), so a render
+# checks its clock between them. Personalities' templates take milliseconds.
+MAX_RENDER_SECONDS = 5.0
 
 
 def _refuse(what: str, limit: int) -> SecurityError:
@@ -66,6 +71,12 @@ def _text_size(value: Any, limit: int = MAX_RENDER_CHARS) -> int:
             stack.extend(item)
         elif isinstance(item, Namespace):
             stack.append(item._Namespace__attrs)
+        elif isinstance(item, bytes | bytearray):
+            total += 4 * len(item) + 3  # repr escapes each byte as \xNN at most
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            fields = dataclasses.fields(item)
+            total += 2 + len(type(item).__name__) + sum(len(f.name) + 2 for f in fields)
+            stack.extend(getattr(item, f.name) for f in fields)
         else:  # objects from the context (a date, a loop): their text is short
             total += 100
     return total
@@ -85,12 +96,19 @@ def _check_width(width: Any, what: str) -> None:
         raise _refuse(what, MAX_RENDER_CHARS)
 
 
-@dataclass
+@dataclasses.dataclass
 class _Budget:
     """What one render (or one expression) has spent so far."""
 
     iterations: int = 0
     built: int = 0  # characters (or items) of every value built so far, kept or not
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def check_clock(self) -> None:
+        if time.monotonic() - self.started > MAX_RENDER_SECONDS:
+            raise SecurityError(
+                f"a template running longer than {MAX_RENDER_SECONDS:g} seconds is not allowed"
+            )
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("lollms_template_budget", default=None)
@@ -100,6 +118,7 @@ def _charge(size: int) -> None:
     """Counts what an operation built against the render's budget (none outside a render)."""
     budget = _BUDGET.get()
     if budget is not None:
+        budget.check_clock()
         budget.built += size
         if budget.built > MAX_RENDER_WORK:
             raise SecurityError(
@@ -127,6 +146,8 @@ def _check_replace(text: str, old: str, new: str, count: int) -> None:
 
 def _check_join(separator: str, items: Iterable[Any]) -> list[Any]:
     """Reads the items (a generator only once) while summing the joined text's size."""
+    if isinstance(items, Sized) and len(separator) * (len(items) - 1) > MAX_RENDER_CHARS:
+        raise _refuse("joining text", MAX_RENDER_CHARS)  # without looking at each item
     kept: list[Any] = []
     size = 0
     for item in items:
@@ -260,6 +281,11 @@ def _check_filter(
         count = options[2] if len(options) > 2 else kwargs.get("count")
         count = count if isinstance(count, int) else -1
         _check_replace(str(value), str(options[0]), str(options[1]), count)
+    elif name == "sum" and isinstance(value, list | tuple):
+        # Adding lists (or tuples) copies the running total on each step.
+        total = sum(len(v) for v in value if isinstance(v, list | tuple | str))
+        if total > MAX_RENDER_CHARS or total * len(value) // 2 > MAX_RENDER_WORK:
+            raise _refuse("summing lists", MAX_RENDER_CHARS)
     elif name == "format":
         _check_percent(str(value), kwargs or options)
     elif name == "join":
@@ -343,6 +369,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         """A `{% for %}` loop's items, counted against the render's iteration budget."""
         budget = _BUDGET.get() or _Budget()
         for item in items:
+            budget.check_clock()
             budget.iterations += 1
             if budget.iterations > MAX_LOOP_ITERATIONS:
                 raise SecurityError(

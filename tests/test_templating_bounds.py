@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from engine_support import host, personality, reply
 
+from lollms_runtime import templating
 from lollms_runtime.engine import Engine, Turn
 from lollms_runtime.events import TurnError
 from lollms_runtime.templating import (
@@ -44,6 +45,7 @@ PAYLOADS = [
     "{{ range(10**5)|join('x' * 10**6) }}",
     "{{ ([0] * 1000000)|join('x') }}",
     "{{ '%1000000000d'|format(1) }}",
+    "{{ ([[0] * 1000] * 1000)|sum(start=[])|length }}",
     # str methods
     "{{ 'x'.ljust(10**9) }}",
     "{{ 'x'.rjust(10**9) }}",
@@ -88,7 +90,7 @@ PAYLOADS = [
     # loops that output nothing, and fresh large values built on every pass
     "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
     "{% set ns = namespace(l=[]) %}{% for i in range(1000) %}"
-    "{% set ns.l = ns.l + [i|string * 1000000] %}{% endfor %}{{ ns.l|length }}",
+    "{% set ns.l = ns.l + ['%07d'|format(i) * 100000] %}{% endfor %}{{ ns.l|length }}",
 ]
 
 
@@ -146,8 +148,8 @@ def test_payload_is_refused_before_it_allocates(payload: str) -> None:
         ),
         (
             "{% set ns = namespace(l=[]) %}{% for i in range(1000) %}"
-            "{% set ns.l = ns.l + [i|string * 1000000] %}{% endfor %}",
-            "building more than 10000000 characters in one template is not allowed",
+            "{% set ns.l = ns.l + ['%07d'|format(i) * 100000] %}{% endfor %}",
+            "building more than 20000000 characters in one template is not allowed",
         ),
     ],
 )
@@ -182,6 +184,18 @@ def test_the_budget_is_per_render() -> None:
     assert [render(template, {}) for _ in range(3)] == ["ok", "ok", "ok"]
 
 
+def test_a_render_past_its_time_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The clock is the last resort for CPU; a negative limit makes the first check fire.
+    monkeypatch.setattr(templating, "MAX_RENDER_SECONDS", -1.0)
+    with pytest.raises(TemplateError) as info:
+        render("{% for i in range(3) %}{{ i }}{% endfor %}", {})
+    assert str(info.value) == (
+        "not allowed in a template: a template running longer than -1 seconds is not allowed"
+    )
+    monkeypatch.undo()
+    assert render("{% for i in range(3) %}{{ i }}{% endfor %}", {}) == "012"
+
+
 def test_templates_under_the_limits_still_work() -> None:
     context = {"items": [{"name": "a"}, {"name": "b"}], "text": "one\ntwo"}
     cases = {
@@ -200,9 +214,8 @@ def test_templates_under_the_limits_still_work() -> None:
         "{{ '%s!'|format('hi') }}|{{ 'abc'.translate({97: 'A'}) }}": "hi!|Abc",
         "{% set ns = namespace(t='') %}{% for i in range(3) %}{% set ns.t = ns.t ~ i %}"
         "{% endfor %}{{ ns.t }}": "012",
-        "{% macro m(x) %}<{{ x }}>{% endmacro %}{% set y %}{{ m(1) }}{% endset %}{{ y }}{{ m(2) }}": (
-            "<1><2>"
-        ),
+        "{% macro m(x) %}<{{ x }}>{% endmacro %}"
+        "{% set y %}{{ m(1) }}{% endset %}{{ y }}{{ m(2) }}": "<1><2>",
         "{% for row in range(300) %}{% for c in range(300) %}{% endfor %}{% endfor %}"
         "{{ [1, 2] + [3] }}{{ 'a' + 'b' }}{{ 7 % 3 }}{{ 3 * 4 }}": "[1, 2, 3]ab112",
         "{% for i in range(3) %}{{ loop.index }}/{{ loop.length }}{% if not loop.last %},"
