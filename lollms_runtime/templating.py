@@ -176,8 +176,8 @@ def _check_percent(template: str, values: Any) -> None:
             elif number:
                 size += int(number)
         name = match["name"]
-        if name is not None and isinstance(values, Mapping):
-            size += _text_size(values.get(name), MAX_RENDER_CHARS)
+        if isinstance(values, Mapping):  # `%(name)s` inserts one value, a bare `%s` the mapping
+            size += _text_size(values.get(name) if name is not None else values, MAX_RENDER_CHARS)
         size += 32  # a number's own digits
         if size > MAX_RENDER_CHARS:
             raise _refuse("formatting text", MAX_RENDER_CHARS)
@@ -427,9 +427,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return _check_result(result, f"the result of {operator}")
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(__obj, types.BuiltinMethodType) and isinstance(
-            getattr(__obj, "__self__", None), str
-        ):
+        # A str method, or one of Markup's (Python functions wrapping str's).
+        if isinstance(getattr(__obj, "__self__", None), str):
             args = _check_str_method(__obj, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
         return _check_result(result, "the result of a call")

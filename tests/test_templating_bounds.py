@@ -56,6 +56,8 @@ PAYLOADS = [
     "{{ 'ab'.replace('', 'x' * 900000).replace('x', 'yy') }}",
     "{{ ('x' * 10**6).join(range(10**5)|map('string')) }}",
     "{{ 'aaaa'.translate({97: 'x' * 900000}) }}",
+    "{{ ('x'|safe).ljust(10**9) }}",
+    "{{ ('ab'|e).replace('', 'x' * 900000) }}",
     # format strings
     "{{ '{:>1000000000}'.format(1) }}",
     "{{ '{:>{}}'.format(1, 10**9) }}",
@@ -77,6 +79,8 @@ PAYLOADS = [
     BIG + "{{ ([s] * 1000)|tojson|length }}",
     BIG + "{{ ([s] * 1000)|upper|length }}",
     BIG + "{{ '%s' % ([s] * 1000,) }}",
+    BIG + "{{ '%s' % {'a': [s] * 1000} }}",
+    BIG + "{{ '%(a)s' % {'a': [s] * 1000} }}",
     BIG + "{{ '{0!r}'.format([s] * 1000) }}",
     BIG + "{{ ([s] * 1000) ~ '' }}",
     BIG + "{% set ns = namespace(a=[s] * 1000) %}{{ ns }}",
