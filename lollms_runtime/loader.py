@@ -353,6 +353,8 @@ def _problems_for(error: ValidationError, doc: Document, host: PluginHost) -> It
         hint = _hint(schema)
         if "string" in names and isinstance(value, int | float) and not isinstance(value, bool):
             hint = f'quote it: "{value}"' + (f" ({hint})" if hint else "")
+        if "boolean" in names and path in doc.yaml11_booleans:
+            hint = f"write true or false ('{value}' is read as text, as in YAML 1.2)"
         got = _type_of(value)
         shown = (
             f" ({_short(value)})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,9 +11,28 @@ import yaml
 from .errors import PersonalityError, Problem, format_path
 
 try:  # libyaml is several times faster; listing hundreds of personalities relies on it
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - libyaml missing
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+# The words YAML 1.1 reads as booleans besides true and false (PyYAML: all but y and n).
+YAML11_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Booleans as in YAML 1.2: only true and false. PyYAML's YAML 1.1 also reads yes, no, on and
+    off as booleans, so `no:` named a setting False and `answer: no` lost the word."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 Path_ = tuple[str | int, ...]
 
@@ -25,6 +45,8 @@ class Document:
     data: Any
     value_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # Values written unquoted as yes/no/on/off/y/n: text here, booleans to YAML 1.1 (and PyYAML).
+    yaml11_booleans: set[Path_] = field(default_factory=set)
 
     def mark(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """Where ``path`` is written; falls back to its nearest enclosing value."""
@@ -106,6 +128,10 @@ def _build(
         first_seen: dict[Any, tuple[int, int]] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, bool) and isinstance(key_node, yaml.ScalarNode):
+                # A key names a setting or a case: `true:` stays the word written (a switch on a
+                # boolean picks the case `true`), not "True".
+                key = key_node.value
             if not isinstance(key, str | int | float | bool) and key is not None:
                 problems.append(doc.problem(path, "mapping keys must be plain scalars"))
                 continue
@@ -133,4 +159,13 @@ def _build(
         return [
             _build(item, (*path, i), doc, problems, loader) for i, item in enumerate(node.value)
         ]
-    return loader.construct_object(node, deep=True)
+    value = loader.construct_object(node, deep=True)
+    # libyaml marks a plain scalar with style "", the pure-Python parser with None.
+    if isinstance(node, yaml.ScalarNode) and not node.style and value in _YAML11_WORDS:
+        doc.yaml11_booleans.add(path)
+    return value
+
+
+_YAML11_WORDS = frozenset(
+    spelling for word in YAML11_BOOLEANS for spelling in (word, word.title(), word.upper())
+)
