@@ -78,11 +78,14 @@ def main() -> int:
     except ImportError:
         print("skipped: llm-mlx is not installed (pip install llm llm-mlx)")
         return 0
+    from lollms_runtime.mlx.cpu_attention import mlx_attention
     from lollms_runtime.mlx.gguf_convert import ensure_converted
     from lollms_runtime.mlx.models import embedded_gguf
 
     folder = ensure_converted(embedded_gguf())
-    a, b = ours(folder), theirs(folder)
+    a = ours(folder)
+    with mlx_attention():  # llm-mlx as its users run it: mlx-lm's own attention, not ours
+        b = theirs(folder)
     print(f"P2: time to first token over a {TURNS}-turn discussion ({ANSWER_TOKENS}-token answers)")
     print("| | turn 1 | turn 10 | turn 20 | turn 20 / turn 1 |")
     print("|---|---|---|---|---|")
