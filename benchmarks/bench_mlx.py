@@ -203,6 +203,27 @@ def p4_choose(backend: Any, runs: int) -> dict[str, float]:
     return {"choose": min(choose_t), "prefill": min(prefill_t)}
 
 
+def attention_kernels(runs: int) -> dict[str, float]:
+    """One layer's attention, 21 new tokens over 877 keys (SmolLM2's 9/3 heads): MLX vs numpy."""
+    import mlx.core as mx
+
+    from lollms_runtime.mlx.cpu_attention import attention
+
+    mx.random.seed(0)
+    q = mx.random.normal((1, 9, 21, 64))
+    k, v = mx.random.normal((1, 3, 877, 64)), mx.random.normal((1, 3, 877, 64))
+    mx.eval(q, k, v)
+    timings: dict[str, list[float]] = {"mlx": [], "numpy": []}
+    for _ in range(runs * 4):
+        start = time.perf_counter()
+        mx.eval(mx.fast.scaled_dot_product_attention(q, k, v, scale=0.125, mask="causal"))
+        timings["mlx"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        mx.eval(attention(q, k, v, 0.125, "causal"))
+        timings["numpy"].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in timings.items()}
+
+
 BLAS_PROBE = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
@@ -274,6 +295,7 @@ def main() -> None:
     p2 = p2_turns(backend, args.turns, answer_tokens=24, runs=args.runs)
     p3 = p3_pipeline(backend)
     p4 = p4_choose(backend, args.runs)
+    kernels = attention_kernels(args.runs)
     blas = blas_and_dtype(args.model)
 
     rows = [
@@ -312,6 +334,12 @@ def main() -> None:
             f"{p2['mlx_cold_n']:.1f} / {p2['cold_n']:.1f} s ({p2['prompt_n']} tokens)",
             p2["mlx_cold_n"] / p2["cold_n"],
             "(info: speed-up of cpu_attention)",
+        ),
+        (
+            "P2 one layer's attention, 21 over 877 keys: mlx / numpy",
+            f"{kernels['mlx'] * 1e3:.2f} / {kernels['numpy'] * 1e3:.2f} ms",
+            kernels["mlx"] / kernels["numpy"],
+            "(info: cpu_attention kernel)",
         ),
         (
             f"P2 TTFT turn {args.turns} without cache / with",
