@@ -106,7 +106,7 @@ def attention(queries: Any, keys: Any, values: Any, scale: float, mask: Any = No
     except (ValueError, RuntimeError):
         return None  # a tracer: mx.compile / vmap / grad cannot hand values to numpy
     q, k, v = (_numpy(a) for a in (queries, keys, values))
-    m = _numpy_mask(mask) if isinstance(mask, mx.array) else mask
+    m = _numpy(mask) if isinstance(mask, mx.array) else mask
     out = _attend(q, k, v, float(scale), m)
     return mx.array(out).astype(queries.dtype)
 
@@ -118,21 +118,13 @@ def _supported_mask(mask: Any) -> bool:
 
 
 def _numpy(array: Any) -> np.ndarray:
+    """``array`` as numpy: booleans as they are, every other dtype as float32."""
     import mlx.core as mx
     import numpy as np
 
-    if array.dtype != mx.float32:
+    if array.dtype not in (mx.float32, mx.bool_):
         array = array.astype(mx.float32)
     return np.asarray(array)
-
-
-def _numpy_mask(mask: Any) -> np.ndarray:
-    import mlx.core as mx
-    import numpy as np
-
-    if mask.dtype == mx.bool_:
-        return np.asarray(mask)
-    return _numpy(mask)
 
 
 def _attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, mask: Any) -> np.ndarray:

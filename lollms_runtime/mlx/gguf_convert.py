@@ -1,8 +1,9 @@
 """Convert a GGUF file (llama.cpp, Ollama, LoLLMs) into an MLX model folder for mlx_lm.load.
 
 Q4_0, Q4_1 and Q8_0 tensors come straight out of ``mx.load`` as MLX quantized arrays (group size
-32); other quantizations (K-quants) are read with the ``gguf`` package and quantized again as MLX
-affine arrays (group 32, two bits more than the source).
+32). Files with other types are read with the ``gguf`` package: Q4_K/Q5_K blocks become MLX
+4/5-bit arrays holding the same values, other quantizations are quantized again as MLX affine
+arrays (group 32, two bits more than the source).
 """
 
 from __future__ import annotations
@@ -81,10 +82,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """Write config.json, model.safetensors and tokenizer files for ``gguf_path`` in ``out_dir``."""
     import mlx.core as mx
 
-    others = _types_mlx_cannot_keep(gguf_path)
-    if others:
-        # mx.load refuses some of these and turns the rest (K-quants) into float16.
-        weights, metadata = _load_with_gguf_package(gguf_path)
+    reader = _reader_if_mlx_cannot_keep(gguf_path)
+    if reader is not None:
+        # mx.load refuses some of its types and turns the rest (K-quants) into float16.
+        weights, metadata = _load_with_gguf_package(gguf_path, reader)
     else:
         loaded: Any = mx.load(str(gguf_path), return_metadata=True)
         weights, metadata = loaded
@@ -268,31 +269,41 @@ REQUANT_GROUP = 32
 MLX_NATIVE_TYPES = frozenset({"F32", "F16", "Q4_0", "Q4_1", "Q8_0"})
 
 
-def _types_mlx_cannot_keep(path: Path) -> set[str]:
-    """The file's tensor types beyond :data:`MLX_NATIVE_TYPES` (read from the header only)."""
+def _reader_if_mlx_cannot_keep(path: Path) -> Any:
+    """A ``gguf.GGUFReader`` of ``path`` when it holds types beyond :data:`MLX_NATIVE_TYPES`.
+
+    None when ``mx.load`` reads every tensor as it is (or without the gguf package: then
+    ``mx.load`` alone reads the file, and K-quants come out as float16).
+    """
     try:
         import gguf
     except ImportError:
-        return set()  # mx.load alone: K-quants come out as float16
-    reader = gguf.GGUFReader(str(path))
-    return {t.tensor_type.name for t in reader.tensors} - MLX_NATIVE_TYPES
+        return None
+    reader = gguf.GGUFReader(str(path))  # memory-mapped: the header only is parsed here
+    types = {t.tensor_type.name for t in reader.tensors}
+    return reader if types - MLX_NATIVE_TYPES else None
 
 
-def _load_with_gguf_package(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read any GGUF quantization through the ``gguf`` package.
+def _load_with_gguf_package(path: Path, reader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read any GGUF quantization through the ``gguf`` package (``reader`` is its GGUFReader).
 
-    Quantized matrices are dequantized and quantized again as MLX affine arrays (group 32, bits
-    from :data:`_REQUANT_BITS`): a Q4_K_M file grows about 1.5x instead of 3.5x as float16.
+    Q4_K/Q5_K matrices become MLX arrays with the same values (:func:`_exact_affine`); other
+    quantized matrices are dequantized and quantized again as MLX affine arrays (group 32, bits
+    from :data:`_REQUANT_BITS`), so a K-quant file does not triple in size as float16 would.
     Norms stay float32 and float tensors keep their precision.
     """
     import gguf
     import mlx.core as mx
     import numpy as np
 
-    reader = gguf.GGUFReader(str(path))
     weights: dict[str, Any] = {}
     for tensor in reader.tensors:
         shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
+        base = tensor.name.removesuffix(".weight")
+        exact = _exact_affine(tensor, shape, gguf) if len(shape) == 2 else None
+        if exact is not None:  # no dequantizing: the blocks are re-packed as they are
+            weights[f"{base}.weight"], weights[f"{base}.scales"], weights[f"{base}.biases"] = exact
+            continue
         try:
             array = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(shape)
         except NotImplementedError as exc:
@@ -301,14 +312,9 @@ def _load_with_gguf_package(path: Path) -> tuple[dict[str, Any], dict[str, Any]]
                 "gguf package cannot read; pick another quantization of this model"
             ) from exc
         bits = _REQUANT_BITS.get(tensor.tensor_type.name)
-        exact = _exact_affine(tensor, shape, gguf) if array.ndim == 2 else None
-        if exact is not None:
-            base = tensor.name.removesuffix(".weight")
-            weights[f"{base}.weight"], weights[f"{base}.scales"], weights[f"{base}.biases"] = exact
-        elif array.ndim == 1:
+        if array.ndim == 1:
             weights[tensor.name] = mx.array(array.astype(np.float32))  # norms stay float32
         elif bits and array.ndim == 2 and shape[-1] % REQUANT_GROUP == 0:
-            base = tensor.name.removesuffix(".weight")
             packed, scales, biases = mx.quantize(
                 mx.array(array.astype(np.float32)), group_size=REQUANT_GROUP, bits=bits
             )
