@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from .backends.base import Prefixes, Sampling
 from .contracts import StepKind
 from .errors import PersonalityError, Problem
+from .paths import PATH_HINT, PathRefused, confined, named_paths, path_fields
 from .personality import Command, Personality, Setting
 from .plugins import PluginHost
-from .schema import SCHEMA_VERSION, build_schema
+from .schema import SCHEMA_VERSION, base_schema, build_schema
 from .yamldoc import Document, Path_, parse_yaml
 
 if TYPE_CHECKING:  # jsonschema costs ~75 ms to import: `lollms list` never needs it
@@ -189,7 +190,7 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     if not errors:
         from .checks import check_pipeline  # templates: syntax, names and their order
 
-        return _check_settings(doc, data) + check_pipeline(doc, host)
+        return _check_paths(doc, data) + _check_settings(doc, data) + check_pipeline(doc, host)
 
     def rank(e: ValidationError) -> tuple[Any, ...]:
         # jsonschema's relevance, except that among equally relevant errors the one written
@@ -223,6 +224,18 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
             if text not in seen:
                 seen.add(text)
                 problems.append(problem)
+    return problems
+
+
+def _check_paths(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
+    """Every path the personality names stays inside its folder (symbolic links followed)."""
+    folder = Path(doc.file).parent
+    problems = []
+    for where, value in named_paths(data, path_fields(base_schema())):
+        try:
+            confined(folder, value)
+        except PathRefused as exc:
+            problems.append(doc.problem(where, f"{exc}; it must stay inside its folder", PATH_HINT))
     return problems
 
 
@@ -483,7 +496,7 @@ def build_personality(data: Mapping[str, Any], source: Path, *, origin: str = ""
         category=data.get("category", ""),
         language=data.get("language", ""),
         description=data.get("description", ""),
-        avatar=(source.parent / avatar) if avatar else None,
+        avatar=_avatar(source.parent, avatar),
         license=data.get("license", ""),
         tags=tuple(data.get("tags", ())),
         conditioning=data.get("conditioning", ""),
@@ -503,3 +516,14 @@ def build_personality(data: Mapping[str, Any], source: Path, *, origin: str = ""
         origin=origin,
         raw=data,
     )
+
+
+def _avatar(folder: Path, value: Any) -> Path | None:
+    """The avatar's resolved path inside the personality's folder (the app shows it if it exists)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        path = confined(folder, value)
+    except PathRefused:
+        return None  # validation reported it; a document built without validation gets none
+    return path

@@ -171,6 +171,21 @@ def test_processor_is_never_run_and_logo_becomes_avatar(tmp_path: Path) -> None:
     assert personality.pipeline == ()  # a chat personality
 
 
+def test_a_symlinked_assets_folder_is_not_followed(tmp_path: Path) -> None:
+    source = tmp_path / "linked bot"
+    shutil.copytree(DATA / "arthur_remond", source)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "logo.png").write_bytes(b"\x89PNG private picture")
+    (elsewhere / "secret.txt").write_text("private")
+    (source / "assets").symlink_to(elsewhere, target_is_directory=True)
+    result = import_source(source, tmp_path / "out")
+    assert any("is or lies under a symbolic link; not copied" in w for w in result.warnings)
+    assert not list(result.package.rglob("logo.png"))
+    assert not any("secret.txt" in w for w in result.warnings)  # its content is never listed
+    assert "avatar" not in written(result.package)
+
+
 def test_out_of_range_sampling_is_clamped_with_a_warning(tmp_path: Path) -> None:
     source = tmp_path / "hot"
     source.mkdir()

@@ -33,7 +33,7 @@ def launch(
     from .ui import build_app
 
     demo, app = build_app(runtime, store, sampling)
-    allowed = [str(store.artifacts_root), *(str(p) for p in app.asset_folders())]
+    allowed = [str(store.artifacts_root), *(str(p) for p in app.asset_files())]
     store.artifacts_root.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=4)
     demo.launch(
@@ -41,6 +41,8 @@ def launch(
         server_port=port,
         auth=auth,
         allowed_paths=allowed,
+        # Belt and braces: the database and its journal are never served, whatever is allowed.
+        blocked_paths=[str(store.path), f"{store.path}-wal", f"{store.path}-shm"],
         prevent_thread_lock=not block,
         show_error=True,
         inbrowser=False,

@@ -13,6 +13,7 @@ from typing import Any, cast
 import gradio as gr
 
 from ..errors import LollmsError
+from ..paths import PathRefused, confined
 from ..personality import Personality
 from ..runtime import Runtime
 from ..store import Store, StoreError
@@ -56,11 +57,30 @@ class App:
         self.ids = list(self.personalities)
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._served = frozenset(self.asset_files())
 
-    def asset_folders(self) -> list[Path]:
-        """Folders the app may serve files from besides the store's artifacts (avatars)."""
-        folders = {p.avatar.parent.resolve() for p in self.personalities.values() if p.avatar}
-        return sorted(folders)
+    def asset_files(self) -> list[Path]:
+        """The personalities' own files the app may serve besides the store's artifacts.
+
+        Exactly the avatar files, each checked again to lie inside its personality's folder, so a
+        personality can never widen what is served (never a folder, never ``/``).
+        """
+        files = set()
+        for p in self.personalities.values():
+            if p.avatar is None:
+                continue
+            try:
+                path = confined(p.folder, str(p.avatar.relative_to(p.folder.resolve())))
+            except (ValueError, PathRefused):
+                log.warning("personality %s: avatar %s is outside its folder", p.id, p.avatar)
+                continue
+            if path.is_file():
+                files.add(path)
+        return sorted(files)
+
+    def avatar_of(self, p: Personality) -> str | None:
+        """The avatar to show, only when it is one of the files the app serves."""
+        return str(p.avatar) if p.avatar is not None and p.avatar in self._served else None
 
     def cancel_for(self, session: str) -> threading.Event:
         """A fresh cancel event for a session's new turn."""
@@ -90,9 +110,9 @@ class App:
 
     def gallery(self, ids: list[str]) -> list[tuple[str, str]]:
         return [
-            (str(self.personalities[pid].avatar), self.personalities[pid].name)
+            (shown, self.personalities[pid].name)
             for pid in ids
-            if self.personalities[pid].avatar
+            if (shown := self.avatar_of(self.personalities[pid]))
         ]
 
     def discussion_choices(self, search: str = "") -> list[tuple[str, str]]:
@@ -141,7 +161,7 @@ def build_app(
             with gr.Column(scale=3):
                 with gr.Row(equal_height=True):
                     avatar = gr.Image(
-                        value=str(first.avatar) if first.avatar else None,
+                        value=app.avatar_of(first),
                         show_label=False,
                         height=96,
                         width=96,
@@ -252,7 +272,7 @@ def build_app(
                 values[start + index] = saved[setting.name]
             return [
                 pid,
-                str(p.avatar) if p.avatar else None,
+                app.avatar_of(p),
                 _header(p),
                 _disclaimer(p),
                 gr.Dataset(samples=[[e] for e in p.examples]),
@@ -282,7 +302,7 @@ def build_app(
             return personality_view(pid, None)
 
         def choose_from_gallery(ids: list[str], event: gr.SelectData) -> list[Any]:
-            with_avatar = [pid for pid in ids if app.personalities[pid].avatar]
+            with_avatar = [pid for pid in ids if app.avatar_of(app.personalities[pid])]
             return personality_view(with_avatar[event.index], None)
 
         def load(discussion_id: str | None) -> list[Any]:

@@ -355,8 +355,8 @@ def _assets(folder: Path, draft: Draft) -> None:
             "pipeline: in personality.yaml)"
         )
     logo = folder.joinpath(*LOGO)
-    if logo.is_symlink():
-        draft.warn(f"{logo}: is a symbolic link; not copied")
+    if _leaves(folder, logo):
+        draft.warn(f"{logo}: is or lies under a symbolic link; not copied")
     elif logo.is_file():
         size = logo.stat().st_size
         if size > MAX_LOGO_BYTES:
@@ -365,10 +365,20 @@ def _assets(folder: Path, draft: Draft) -> None:
             draft.assets["assets/logo.png"] = logo.read_bytes()
             draft.data["avatar"] = "assets/logo.png"
     assets = folder / "assets"
-    if assets.is_dir() and not assets.is_symlink():
+    if assets.is_dir() and not _leaves(folder, assets):
         others = sorted(p.name for p in assets.iterdir() if p.name != "logo.png")
         if others:
             shown = ", ".join(others[:5]) + (
                 f" and {len(others) - 5} more" if len(others) > 5 else ""
             )
             draft.warn(f"{assets}: only logo.png is copied; not copied: {shown}")
+
+
+def _leaves(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is a symbolic link or reaches outside ``folder`` through one."""
+    if path.is_symlink():
+        return True
+    try:
+        return not path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return True
