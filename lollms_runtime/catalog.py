@@ -11,10 +11,11 @@ from typing import Any
 
 import yaml
 
-from .errors import LollmsError
+from .errors import LollmsError, PersonalityError, Problem
 from .loader import PERSONALITY_FILE, default_host, load_personality
 from .personality import Personality
 from .plugins import PluginHost
+from .yamldoc import MAX_TEXT_CHARS, compose, construct_scalar
 
 try:
     from yaml import CSafeLoader as _FastLoader
@@ -60,35 +61,46 @@ def _folders_in(directory: Path) -> Iterator[Path]:
 IDENTITY_KEYS = frozenset({"id", "name", "version", "category", "description"})
 
 
-def _identity(text: str) -> Any:
+def _identity(text: str, file: str) -> Any:
     """The identity keys of a YAML document, without building the rest of it.
 
-    The C parser still reads the whole file (so syntax is judged exactly as by the loader), but
-    only the top-level identity values become Python objects: listing hundreds of personalities
-    then costs little more than reading them.
+    The C parser still reads the whole file (so syntax and the loader's bounds are judged exactly
+    as by the loader), but only the top-level identity values become Python objects, and only
+    when they are plain scalars: listing hundreds of personalities then costs little more than
+    reading them, and `name: *alias` naming a huge list cannot make listing expand it.
     """
-    loader = _FastLoader(text)
+    root = compose(text, file)
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    data: dict[str, Any] = {}
+    # Merge keys (`<<`) may bring identity keys in; the graph is checked, so flattening is bounded.
+    loader = _FastLoader("")
     try:
-        root = loader.get_single_node()
-        if not isinstance(root, yaml.MappingNode):
-            return None if root is None else loader.construct_document(root)
-        loader.flatten_mapping(root)  # `<<` merge keys may bring identity keys in
-        data: dict[str, Any] = {}
+        loader.flatten_mapping(root)
         for key_node, value_node in root.value:
             if (
                 isinstance(key_node, yaml.ScalarNode)
                 and key_node.tag == "tag:yaml.org,2002:str"
                 and key_node.value in IDENTITY_KEYS
+                and isinstance(value_node, yaml.ScalarNode)
             ):
-                data[key_node.value] = loader.construct_object(value_node, deep=True)
-        return data
+                data[key_node.value] = construct_scalar(value_node, file, (), loader)
     finally:
         loader.dispose()
+    return data
 
 
 def _summary(path: Path, origin: str) -> Entry:
     try:
-        data: Any = _identity(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > 4 * MAX_TEXT_CHARS:  # UTF-8: at most 4 bytes a character
+            raise PersonalityError(
+                [Problem(str(path), 1, 1, "", "the file is too large for a personality")]
+            )
+        data: Any = _identity(path.read_text(encoding="utf-8"), str(path))
+    except PersonalityError as exc:
+        problem = exc.problems[0]
+        where = f"{problem.line}:{problem.col}: " + (f"{problem.path}: " if problem.path else "")
+        return Entry("", "", "", "", "", path, origin, f"{where}{problem.message}")
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Entry("", "", "", "", "", path, origin, f"unreadable: {first}")

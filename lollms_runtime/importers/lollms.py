@@ -10,8 +10,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import PersonalityError
 from ..yamldoc import parse_yaml
 from .common import Draft, ImportFailed, clean_name, clean_version, is_empty, make_id
@@ -102,23 +100,20 @@ def read_lollms(folder: Path) -> Draft:
 
 
 def _parse(text: str, shown: str, draft: Draft) -> tuple[dict[str, Any], dict[str, int]]:
-    """The config as data plus the line of each top-level key; duplicate keys only warn."""
+    """The config as data plus the line of each top-level key; duplicate keys only warn. The
+    loader's bounds (size, depth, aliases, tags) apply: a hostile config ends in ImportFailed."""
     try:
-        doc = parse_yaml(text, shown)
-        data = doc.data
-        lines = {str(k[0]): v[0] for k, v in doc.key_marks.items() if len(k) == 1}
-    except PersonalityError as exc:
-        if not all(p.message.startswith("duplicate key") for p in exc.problems):
-            raise ImportFailed(str(exc)) from None
         # LoLLMs read these files with PyYAML, which keeps the last value: do the same, and say so.
-        for p in exc.problems:
-            draft.warn(f"{p.file}:{p.line}: {p.message}; the last value is used, as LoLLMs did")
-        data = yaml.load(text, Loader=yaml.CSafeLoader)
-        root = yaml.compose(text, Loader=yaml.CSafeLoader)
-        lines = {}
-        if isinstance(root, yaml.MappingNode):
-            for key, _value in root.value:
-                lines.setdefault(str(key.value), key.start_mark.line + 1)
+        doc = parse_yaml(text, shown, duplicates="last")
+    except PersonalityError as exc:
+        raise ImportFailed(str(exc)) from None
+    for p in doc.duplicates:
+        draft.warn(f"{p.file}:{p.line}: {p.message}; the last value is used, as LoLLMs did")
+    data = doc.data
+    lines: dict[str, int] = {}
+    for key, (line, _col) in doc.key_marks.items():
+        if len(key) == 1:
+            lines.setdefault(str(key[0]), line)
     if not isinstance(data, dict):
         raise ImportFailed(f"{shown}: expected a mapping of keys such as 'name:'; is it a config?")
     return data, lines
