@@ -15,7 +15,7 @@ from .errors import LollmsError, PersonalityError, Problem
 from .loader import PERSONALITY_FILE, default_host, load_personality
 from .personality import Personality
 from .plugins import PluginHost
-from .yamldoc import MAX_TEXT_CHARS, compose, construct_scalar
+from .yamldoc import MAX_TEXT_CHARS, check_graph, compose, construct_scalar
 
 try:
     from yaml import CSafeLoader as _FastLoader
@@ -69,13 +69,18 @@ def _identity(text: str, file: str) -> Any:
     when they are plain scalars: listing hundreds of personalities then costs little more than
     reading them, and `name: *alias` naming a huge list cannot make listing expand it.
     """
-    root = compose(text, file)
-    if not isinstance(root, yaml.MappingNode):
-        return None
-    data: dict[str, Any] = {}
-    # Merge keys (`<<`) may bring identity keys in; the graph is checked, so flattening is bounded.
-    loader = _FastLoader("")
+    if len(text) > MAX_TEXT_CHARS:
+        compose(text, file)  # raises the loader's own message
+    loader = _FastLoader(text)
     try:
+        root = loader.get_single_node()
+        if not isinstance(root, yaml.MappingNode):
+            return None
+        problems = check_graph(root, file)
+        if problems:
+            raise PersonalityError(problems)
+        data: dict[str, Any] = {}
+        # Merge keys (`<<`) may bring identity keys in; the graph is checked: flattening is bounded.
         loader.flatten_mapping(root)
         for key_node, value_node in root.value:
             if (
