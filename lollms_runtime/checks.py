@@ -11,7 +11,7 @@ from jinja2 import TemplateSyntaxError, nodes
 
 from .errors import Problem
 from .plugins import PluginHost
-from .templating import CONTEXT_NAMES, free_names, parse
+from .templating import CONTEXT_NAMES, environment, free_names, parse
 from .yamldoc import Document, Path_
 
 JINJA_GLOBALS = frozenset(
@@ -67,12 +67,16 @@ class _Checker:
         try:
             ast = parse(source, expression=expression)  # once: syntax, names and settings
         except TemplateSyntaxError as exc:
-            what = "expression" if expression else "template"
-            hint = SYNTAX_HINTS[expression]
-            self.problems.append(
-                self.doc.problem(path, f"{what} syntax error: {exc.message}", hint)
-            )
+            # Jinja reports an unknown filter of an expression as a syntax error when compiling.
+            if not self.unknown_filters(source, path, expression):
+                what = "expression" if expression else "template"
+                hint = SYNTAX_HINTS[expression]
+                self.problems.append(
+                    self.doc.problem(path, f"{what} syntax error: {exc.message}", hint)
+                )
             return
+        if self.unknown_filters(source, path, expression):
+            return  # finding the names compiles the template, which fails on these
         names = free_names(ast)
         available = known | CONTEXT_NAMES | JINJA_GLOBALS | set(extra)
         for name in sorted(names - available):
@@ -108,6 +112,30 @@ class _Checker:
                     )
                 )
                 self.problems.append(self.doc.problem(path, f"unknown setting '{attr}'", hint))
+
+    def unknown_filters(self, source: str, path: Path_, expression: bool) -> bool:
+        """Reports the filters and tests no plugin or Jinja defines; True when there were any."""
+        env = environment()
+        try:
+            ast = env.parse("{{ (" + source + ") }}" if expression else source)
+        except TemplateSyntaxError:
+            return False
+        found = False
+        for kind, known, node_type in (
+            ("filter", env.filters, nodes.Filter),
+            ("test", env.tests, nodes.Test),
+        ):
+            for name in sorted({n.name for n in ast.find_all(node_type)} - set(known)):
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else f"Jinja's {kind}s: https://jinja.palletsprojects.com/en/stable/"
+                    f"templates/#list-of-builtin-{kind}s"
+                )
+                self.problems.append(self.doc.problem(path, f"unknown {kind} '{name}'", hint))
+                found = True
+        return found
 
     # -- steps -----------------------------------------------------------------------------
     def steps(self, steps: Any, path: Path_, known: set[str]) -> set[str]:
