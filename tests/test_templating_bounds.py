@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from engine_support import host, personality, reply
 
-from lollms_runtime import templating
+from lollms_runtime import template_bounds
 from lollms_runtime.engine import Engine, Turn
 from lollms_runtime.events import TurnError
 from lollms_runtime.templating import (
@@ -190,7 +190,7 @@ def test_the_budget_is_per_render() -> None:
 
 def test_a_render_past_its_time_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     # The clock is the last resort for CPU; a negative limit makes the first check fire.
-    monkeypatch.setattr(templating, "MAX_RENDER_SECONDS", -1.0)
+    monkeypatch.setattr(template_bounds, "MAX_RENDER_SECONDS", -1.0)
     with pytest.raises(TemplateError) as info:
         render("{% for i in range(3) %}{{ i }}{% endfor %}", {})
     assert str(info.value) == (
