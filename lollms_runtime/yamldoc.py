@@ -281,7 +281,9 @@ def construct_scalar(node: yaml.ScalarNode, file: str, path: Path_ = (), loader:
     own = loader or _Loader("")
     try:
         return own.construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:
+    # PyYAML's safe constructors fail on odd values in many ways (`!!int ''` is an IndexError);
+    # all of them mean the same to the person: this value cannot be read as its tag says.
+    except Exception as exc:
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PersonalityError(
             [

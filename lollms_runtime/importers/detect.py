@@ -142,6 +142,9 @@ def import_tree(root: Path, to: Path) -> TreeSummary:
         except ImportFailed as exc:
             summary.failed.append((source, str(exc)))
             continue
+        except Exception as exc:  # an importer bug: report it with this source, go on
+            summary.failed.append((source, _unexpected(exc)))
+            continue
         ident = _unique(draft.data["id"], taken)
         if ident != draft.data["id"]:
             draft.warn(f"id '{draft.data['id']}' is already taken here; using '{ident}'")
@@ -149,6 +152,9 @@ def import_tree(root: Path, to: Path) -> TreeSummary:
             result = write_draft(draft, to, ident=ident)
         except LollmsError as exc:
             summary.failed.append((source, str(exc)))
+            continue
+        except Exception as exc:
+            summary.failed.append((source, _unexpected(exc)))
             continue
         taken.add(result.package.name)
         summary.imported.append(result)
@@ -161,3 +167,11 @@ def _unique(ident: str, taken: set[str]) -> str:
         suffix = f"_{n}"
         candidate, n = ident[: 64 - len(suffix)] + suffix, n + 1
     return candidate
+
+
+def _unexpected(exc: Exception) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return (
+        f"unexpected {type(exc).__name__}{': ' + first[:200] if first else ''} "
+        "(please report this importer bug)"
+    )

@@ -19,6 +19,8 @@ from .png import MAX_FILE_BYTES, text_chunks
 USER = "User"
 MAX_FIELD_CHARS = 100_000
 MAX_JSON_BYTES = 8 << 20
+MAX_JSON_DEPTH = 64
+MAX_NUMBER_CHARS = 100
 DEFAULT_MAIN_PROMPT = (
     "Write {{char}}'s next reply in a fictional chat between {{char}} and {{user}}."
 )
@@ -116,16 +118,56 @@ def _parse_json(raw: bytes, shown: str) -> dict[str, Any]:
             f"{shown}: the card's JSON is {len(raw)} bytes; the limit is {MAX_JSON_BYTES}"
         )
     try:
-        card = json.loads(raw.decode("utf-8-sig"))
+        card = json.loads(
+            raw.decode("utf-8-sig"),
+            parse_int=lambda digits: _number(digits, int, shown),
+            parse_float=lambda digits: _number(digits, float, shown),
+            parse_constant=lambda name: _not_json(name, shown),
+        )
     except UnicodeDecodeError:
         raise ImportFailed(f"{shown}: the card is not UTF-8 text (binary data?)") from None
     except json.JSONDecodeError as exc:
         raise ImportFailed(
             f"{shown}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise ImportFailed(_too_deep(shown)) from None
     if not isinstance(card, dict):
         raise NotACard(f"{shown}: a character card is a JSON object, got {type(card).__name__}")
+    _check_depth(card, shown)
     return card
+
+
+def _number(digits: str, kind: type[int] | type[float], shown: str) -> int | float:
+    # Python refuses to read integers of more than 4300 digits, slowly; no card field needs 100.
+    if len(digits) > MAX_NUMBER_CHARS:
+        raise ImportFailed(
+            f"{shown}: a number of {len(digits)} characters is not a card value "
+            f"(at most {MAX_NUMBER_CHARS}); the card is damaged"
+        )
+    return kind(digits)
+
+
+def _not_json(name: str, shown: str) -> Any:
+    raise ImportFailed(f"{shown}: '{name}' is not a JSON value; the card is damaged")
+
+
+def _too_deep(shown: str) -> str:
+    return f"{shown}: the card's JSON nests more than {MAX_JSON_DEPTH} levels; the card is damaged"
+
+
+def _check_depth(card: Any, shown: str) -> None:
+    """Cards nest a few levels (a lorebook's entries); refuse deeper ones before anything walks
+    them (iteratively: the check itself cannot overflow the stack)."""
+    stack: list[tuple[Any, int]] = [(card, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ImportFailed(_too_deep(shown))
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def _fields(card: dict[str, Any], shown: str, draft: Draft) -> tuple[dict[str, Any], str]:
