@@ -105,7 +105,8 @@ def _summary(path: Path, origin: str) -> Entry:
     except PersonalityError as exc:
         problem = exc.problems[0]
         where = f"{problem.line}:{problem.col}: " + (f"{problem.path}: " if problem.path else "")
-        return Entry("", "", "", "", "", path, origin, f"{where}{problem.message}")
+        hint = f" (hint: {problem.hint})" if problem.hint else ""
+        return Entry("", "", "", "", "", path, origin, f"{where}{problem.message}{hint}")
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Entry("", "", "", "", "", path, origin, f"unreadable: {first}")

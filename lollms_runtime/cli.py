@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -271,12 +272,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a warning at exit
     except LollmsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `lollms list | head`: the reader has what it wanted. Nothing more is written, and the
+        # interpreter must not complain about stdout when it flushes it at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     return code
+
+
+def _user_error(exc: Exception) -> str | None:
+    """The message for an expected error raised below the commands (the store's: an unknown
+    discussion id, an unusable database file), or None for a bug."""
+    store_errors = sys.modules.get("lollms_runtime.store.errors")
+    if store_errors is not None and isinstance(exc, store_errors.StoreError):
+        return str(exc)
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,13 +5,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import LollmsError
+
 
 def home() -> Path:
     """The runtime's home folder, created on first use."""
     raw = os.environ.get("LOLLMS_HOME")
     path = Path(raw).expanduser() if raw else Path.home() / ".lollms-runtime"
-    path.mkdir(parents=True, exist_ok=True)
+    _make_folder(path, "LOLLMS_HOME")
     return path
+
+
+def _make_folder(path: Path, variable: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise LollmsError(
+            f"cannot use {path} as the runtime's folder ({reason}): set {variable} to a folder "
+            "you can write to"
+        ) from None
 
 
 def models_dir() -> Path:
@@ -19,7 +32,7 @@ def models_dir() -> Path:
     ``$LOLLMS_HOME/models`` (set it to share converted models between homes)."""
     raw = os.environ.get("LOLLMS_MODELS_DIR")
     path = Path(raw).expanduser() if raw else home() / "models"
-    path.mkdir(parents=True, exist_ok=True)
+    _make_folder(path, "LOLLMS_MODELS_DIR")
     return path
 
 
@@ -31,5 +44,5 @@ def database_path() -> Path:
 def artifacts_dir() -> Path:
     """Images and other files produced by turns, one sub-folder per discussion."""
     path = home() / "artifacts"
-    path.mkdir(parents=True, exist_ok=True)
+    _make_folder(path, "LOLLMS_HOME")
     return path

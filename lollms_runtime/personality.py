@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,9 @@ class Setting:
                 value = float(value)
             else:
                 value = str(value)
-        except (TypeError, ValueError):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError  # nan passes every bound check; inf is no setting's value
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(
                 f"setting {self.name!r} expects a {self.type}, got {value!r}"
             ) from None
@@ -115,6 +118,18 @@ class Personality:
 
     def default_settings(self) -> dict[str, Any]:
         return {name: s.default for name, s in self.settings.items()}
+
+    def check_setting_names(self, names: Iterable[str]) -> None:
+        """Raises ValueError for a name this personality does not declare (with a did-you-mean):
+        a command line's --set, where a typo would otherwise be ignored."""
+        for name in names:
+            if name not in self.settings:
+                import difflib
+
+                close = difflib.get_close_matches(name, list(self.settings), n=1)
+                known = ", ".join(self.settings) or "none"
+                hint = f"did you mean '{close[0]}'?" if close else f"its settings: {known}"
+                raise ValueError(f"{self.id} has no setting '{name}'; {hint}")
 
     def resolve_settings(self, values: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with ``values`` (unknown names ignored, values coerced and checked)."""

@@ -44,11 +44,18 @@ class App:
         self.sampling = dict(sampling or {})  # the panel's starting overrides (e.g. max_tokens)
         self.chat = Chat(runtime, store)
         self.personalities: dict[str, Personality] = {}
+        # One broken personality never takes the app down: it is left out and listed here, by id
+        # (or by file when even its id cannot be read), with its located error.
+        self.broken: dict[str, str] = {
+            str(entry.path): entry.error for entry in runtime.catalog.broken
+        }
         for entry in runtime.catalog.entries:
             try:
                 self.personalities[entry.id] = runtime.catalog.get(entry.id)
             except LollmsError as exc:  # an invalid personality is listed by `lollms list`
-                log.warning("personality %s not shown: %s", entry.id, exc)
+                self.broken[entry.id] = str(exc)
+        for name, error in self.broken.items():
+            log.warning("personality %s not shown: %s", name, error)
         if not self.personalities:
             raise LollmsError(
                 "no valid personality found: install one (pip install ...) or pass "

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from ..argtypes import positive_int
+
 
 def _store() -> Any:
     from ..store import Store
@@ -66,7 +68,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("id", nargs="?", help="discussion id (for show, export, delete)")
     p.add_argument("--search", help="only discussions whose title or messages match")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=positive_int, default=50)
     p.add_argument("--format", choices=["md", "json"], default="md", help="export format")
     p.add_argument("--json", action="store_true", help="machine-readable list")
     p.set_defaults(handler=cmd_discussions)

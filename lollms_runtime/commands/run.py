@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import sampling_value, seed
 from ..errors import LollmsError
 
 
@@ -113,6 +114,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     streamed: list[str] = []
     failed = False
     settings, sampling = _parse_settings(args.set), _sampling(args)
+    if settings:  # a typo in --set NAME would otherwise be ignored
+        try:
+            runtime.catalog.resolve(args.id).check_setting_names(settings)
+        except ValueError as exc:
+            raise LollmsError(str(exc)) from None
     if args.no_save:
         if args.continue_ or args.discussion:
             raise LollmsError("--no-save cannot be used with --discussion or --continue")
@@ -215,9 +221,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="a personality setting (repeatable)",
     )
-    p.add_argument("--temperature", type=float, help="override the sampling temperature")
-    p.add_argument("--max-tokens", type=int, help="override max tokens per generate step")
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument(
+        "--temperature",
+        type=sampling_value("temperature", float),
+        help="override the sampling temperature",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=sampling_value("max_tokens", int),
+        help="override max tokens per generate step",
+    )
+    p.add_argument("--seed", type=seed, help="random seed")
     p.add_argument("--trace", action="store_true", help="show each step (stderr)")
     p.add_argument("--no-stream", action="store_true", help="print only the final reply")
     p.add_argument("--json", action="store_true", help="print every event as a JSON line")

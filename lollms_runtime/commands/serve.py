@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
+from ..argtypes import port, sampling_value
 from ..errors import LollmsError
 
 
@@ -17,7 +19,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         auth = parse_auth(args.auth)
     except ValueError as exc:
         raise LollmsError(str(exc)) from None
+    check_port_free(args.host, args.port)  # before loading anything: a clear message
     runtime = Runtime(personalities=args.personalities, model=args.model)
+    _warn_broken(runtime.catalog)
     store = Store()
     if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         print(
@@ -33,6 +37,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_broken(catalog: Any) -> None:
+    """Personalities that cannot be served are named at start-up; the app serves the others."""
+    broken = [(str(e.path), e.error) for e in catalog.broken]
+    for entry in catalog.entries:
+        try:
+            catalog.get(entry.id)  # loaded once: the app reuses it
+        except LollmsError as exc:
+            broken.append((entry.id, str(exc)))
+    for name, error in broken:
+        print(f"warning: personality {name} not served: {error}", file=sys.stderr)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raises LollmsError when ``host:port`` cannot be listened on (in use, or not an address of
+    this machine); the web server would otherwise fail later with a traceback."""
+    import socket
+
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise LollmsError(
+            f"cannot serve on {host!r}: not an address of this machine ({exc}); "
+            "use --host 127.0.0.1 or one of this machine's addresses"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise LollmsError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): another program uses "
+                "it; stop that program or pass --port with another number"
+            ) from None
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "serve",
@@ -41,12 +82,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Serve the web app: pick a personality, chat, tune its settings.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--port", type=port, default=7860, help="port (default: 7860)")
     p.add_argument("--auth", metavar="USER:PASS", help="require this login")
     p.add_argument(
         "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
     )
     p.add_argument(
-        "--max-tokens", type=int, help="start the sampling panel at this many tokens per step"
+        "--max-tokens",
+        type=sampling_value("max_tokens", int),
+        help="start the sampling panel at this many tokens per step",
     )
     p.set_defaults(handler=cmd_serve)

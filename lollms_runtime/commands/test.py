@@ -9,6 +9,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from ..errors import LollmsError
+
 
 def cmd_test(args: argparse.Namespace) -> int:
     from ..catalog import Catalog
@@ -18,7 +20,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     host = default_host()
     catalog = Catalog(host, args.personalities)
     targets = args.targets or catalog.ids()
-    personalities = [catalog.resolve(target) for target in targets]
+    # One personality that cannot be loaded is reported and the others are still tested.
+    errors = [] if args.targets else [(str(e.path), e.error) for e in catalog.broken]
+    personalities = []
+    for target in targets:
+        try:
+            personalities.append(catalog.resolve(target))
+        except LollmsError as exc:
+            errors.append((target, str(exc)))
 
     def runtime() -> Any:
         from ..runtime import Runtime
@@ -39,17 +48,28 @@ def cmd_test(args: argparse.Namespace) -> int:
             if not args.json:
                 _print_result(result, args.verbose)
     line = summary(results, time.monotonic() - started)
-    failed = any(r.status == "failed" for r in results)
+    if errors:
+        line += f", {len(errors)} error{'s' if len(errors) > 1 else ''}"
+    failed = any(r.status == "failed" for r in results) or bool(errors)
+    if not args.json:
+        for target, error in errors:
+            print(f"{target} ERROR (cannot be loaded)")
+            print("    " + error.replace("\n", "\n    "))
     if args.json:
         counts = {s: sum(r.status == s for r in results) for s in ("passed", "failed", "skipped")}
         json.dump(
-            {"results": [asdict(r) for r in results], **counts, "summary": line},
+            {
+                "results": [asdict(r) for r in results],
+                **counts,
+                "errors": [{"target": t, "error": e} for t, e in errors],
+                "summary": line,
+            },
             sys.stdout,
             indent=2,
         )
         print()
     else:
-        if not results:
+        if not results and not errors:
             line = "no tests: the personalities declare no tests: (or none matched -k)"
         print(f"{'=' * 10} {line} {'=' * 10}")
     return 1 if failed else 0
