@@ -110,7 +110,7 @@ def _summary(path: Path, origin: str) -> Entry:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Entry("", "", "", "", "", path, origin, f"unreadable: {first}")
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
         return Entry("", "", "", "", "", path, origin, "no 'id' key: run `lollms validate` on it")
     return Entry(
         id=data["id"],

@@ -196,7 +196,10 @@ def _convert(
         # The system prompt has its own slot; a leading LoLLMs system header would be repeated.
         data["conditioning"] = re.sub(r"^!@>\s*system\s*:\s*", "", data["conditioning"])
     for key in ("conditioning", "welcome"):
-        for macro in sorted(set(re.findall(r"\{\{\s*(\w+)\s*\}\}", data.get(key, "")))):
+        value = data.get(key, "")
+        texts = value if isinstance(value, list) else [value]  # welcome may list variants
+        found = {m for text in texts for m in re.findall(r"\{\{\s*(\w+)\s*\}\}", text)}
+        for macro in sorted(found):
             draft.warn(f"{key} uses the LoLLMs placeholder {{{{{macro}}}}}, which is not filled in")
     _prefixes(config, at, draft)
     _stops(config, at, draft)
