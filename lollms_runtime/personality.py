@@ -35,6 +35,7 @@ class Setting:
         """``value`` converted to this setting's type and checked; raises ValueError with a reason."""
         if value is None:
             return self.default
+        given = value
         try:
             if self.type == "boolean":
                 if isinstance(value, str):
@@ -56,7 +57,7 @@ class Setting:
                 raise ValueError  # nan passes every bound check; inf is no setting's value
         except (TypeError, ValueError, OverflowError):
             raise ValueError(
-                f"setting {self.name!r} expects a {self.type}, got {value!r}"
+                f"setting {self.name!r} expects a {self.type}, got {given!r}"
             ) from None
         if self.enum is not None and value not in self.enum:
             choices = ", ".join(map(str, self.enum))
