@@ -1,5 +1,6 @@
 """The command line never prints a traceback for a user's mistake: each one is a single line that
-says what to do, exit 1 (2 for a usage error). Real subprocesses, a real SQLite file, real sockets."""
+says what to do, exit 1 (2 for a usage error). The real CLI (in process, or in a subprocess where
+the process itself matters), a real SQLite file, real sockets."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, run_lollms
+from conftest import REPO_ROOT
 
+from lollms_runtime.cli import main
 from lollms_runtime.store import Store
 
 PERSONALITY = """\
@@ -39,31 +43,50 @@ def one_error(done: subprocess.CompletedProcess[str], code: int = 1) -> str:
     return done.stderr.splitlines()[-1]
 
 
+@pytest.fixture
+def lollms(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``lollms ARGS`` in this process (a subprocess per case would cost seconds each)."""
+
+    def run(*args: str | Path, env: dict[str, str] | None = None) -> Any:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
 @pytest.mark.parametrize("action", ["show", "export", "delete"])
-def test_an_unknown_discussion_id(action: str) -> None:
-    assert one_error(run_lollms("discussions", action, "nosuchid")) == (
+def test_an_unknown_discussion_id(lollms: Any, action: str) -> None:
+    assert one_error(lollms("discussions", action, "nosuchid")) == (
         "error: no discussion 'nosuchid' (deleted, or another store?)"
     )
 
 
-def test_an_unknown_discussion_to_continue(folder: Path) -> None:
-    done = run_lollms("run", "tuned", "hi", "--discussion", "nosuchid", "--personalities", folder)
+def test_an_unknown_discussion_to_continue(lollms: Any, folder: Path) -> None:
+    done = lollms("run", "tuned", "hi", "--discussion", "nosuchid", "--personalities", folder)
     assert one_error(done) == "error: no discussion 'nosuchid' (deleted, or another store?)"
 
 
-def test_a_lollms_home_that_is_a_file(tmp_path: Path) -> None:
+def test_a_lollms_home_that_is_a_file(lollms: Any, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    done = run_lollms("discussions", "list", env={"LOLLMS_HOME": str(tmp_path / "file")})
+    done = lollms("discussions", "list", env={"LOLLMS_HOME": str(tmp_path / "file")})
     assert one_error(done) == (
         f"error: cannot use {tmp_path / 'file'} as the runtime's folder (File exists): "
         "set LOLLMS_HOME to a folder you can write to"
     )
 
 
-def test_a_database_file_that_is_not_a_database(tmp_path: Path) -> None:
+def test_a_database_file_that_is_not_a_database(lollms: Any, tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "discussions.sqlite3").write_bytes(b"not a database" * 100)
-    done = run_lollms("discussions", "list", env={"LOLLMS_HOME": str(tmp_path / "home")})
+    done = lollms("discussions", "list", env={"LOLLMS_HOME": str(tmp_path / "home")})
     assert one_error(done) == (
         f"error: {tmp_path / 'home' / 'discussions.sqlite3'} is not a usable discussion store "
         "(file is not a database): move it aside and restart, or point LOLLMS_HOME at another "
@@ -71,9 +94,9 @@ def test_a_database_file_that_is_not_a_database(tmp_path: Path) -> None:
     )
 
 
-def test_a_database_path_that_is_a_folder(tmp_path: Path) -> None:
+def test_a_database_path_that_is_a_folder(lollms: Any, tmp_path: Path) -> None:
     (tmp_path / "home" / "discussions.sqlite3").mkdir(parents=True)
-    done = run_lollms("discussions", "list", env={"LOLLMS_HOME": str(tmp_path / "home")})
+    done = lollms("discussions", "list", env={"LOLLMS_HOME": str(tmp_path / "home")})
     assert one_error(done).startswith("error: cannot open the discussion store ")
 
 
@@ -98,9 +121,9 @@ def test_a_database_path_that_is_a_folder(tmp_path: Path) -> None:
     ],
 )
 def test_wrong_sampling_values_are_usage_errors(
-    folder: Path, args: list[str], expected: str
+    lollms: Any, folder: Path, args: list[str], expected: str
 ) -> None:
-    done = run_lollms("run", "tuned", "hi", "--no-save", *args, "--personalities", str(folder))
+    done = lollms("run", "tuned", "hi", "--no-save", *args, "--personalities", str(folder))
     assert one_error(done, 2) == f"lollms run: error: {expected}"
 
 
@@ -115,32 +138,32 @@ def test_wrong_sampling_values_are_usage_errors(
         ("paint", "error: --set expects NAME=VALUE, got 'paint'"),
     ],
 )
-def test_wrong_settings(folder: Path, pair: str, expected: str) -> None:
-    done = run_lollms("run", "tuned", "hi", "--no-save", "--set", pair, "--personalities", folder)
+def test_wrong_settings(lollms: Any, folder: Path, pair: str, expected: str) -> None:
+    done = lollms("run", "tuned", "hi", "--no-save", "--set", pair, "--personalities", folder)
     assert one_error(done) == expected
 
 
 @pytest.mark.parametrize("port", ["0", "65536", "99999", "-1", "http"])
-def test_an_invalid_port(port: str) -> None:
-    message = one_error(run_lollms("serve", "--port", port), 2)
+def test_an_invalid_port(lollms: Any, port: str) -> None:
+    message = one_error(lollms("serve", "--port", port), 2)
     assert message.startswith("lollms serve: error: argument --port: ")
     assert "65535" in message or "expected an integer" in message
 
 
-def test_a_busy_port_is_refused_before_serving() -> None:
+def test_a_busy_port_is_refused_before_serving(lollms: Any) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = run_lollms("serve", "--port", str(port))
+        done = lollms("serve", "--port", str(port))
     assert one_error(done) == (
         f"error: cannot listen on 127.0.0.1:{port} (Address already in use): another program "
         "uses it; stop that program or pass --port with another number"
     )
 
 
-def test_an_address_of_no_machine() -> None:
-    message = one_error(run_lollms("serve", "--host", "no-such-host.invalid"))
+def test_an_address_of_no_machine(lollms: Any) -> None:
+    message = one_error(lollms("serve", "--host", "no-such-host.invalid"))
     assert message.startswith("error: cannot serve on 'no-such-host.invalid': not an address")
 
 
@@ -162,7 +185,7 @@ def closed_pipe(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("command", [["list"], ["discussions", "list"], ["plugins"]])
-def test_a_closed_pipe_ends_quietly(command: list[str], tmp_path: Path) -> None:
+def test_a_closed_pipe_ends_quietly(lollms: Any, command: list[str], tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     store = Store(home / "discussions.sqlite3")
