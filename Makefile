@@ -8,7 +8,7 @@ EDITABLES := $(foreach p,$(PACKAGES),-e $(dir $(p)))
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: setup run chat test lint typecheck pytest system-deps browser-deps benchmarks docs clean
+.PHONY: setup run chat test lint typecheck pytest fuzz system-deps browser-deps benchmarks docs clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,12 @@ pytest: setup browser-deps
 	HF_HUB_OFFLINE=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Hostile generated input for the loader, the importers and the templates (hypothesis).
+FUZZ_EXAMPLES ?= 100000
+fuzz: setup
+	LOLLMS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HF_HUB_OFFLINE=1 $(BIN)/pytest -q -p no:cacheprovider \
+	  tests/test_fuzz_loader.py tests/test_fuzz_importers.py tests/test_fuzz_templates.py
 
 benchmarks: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_all.py

@@ -7,6 +7,7 @@ must end with a TemplateError naming the limit, having allocated only a few mega
 from __future__ import annotations
 
 import dataclasses
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -252,3 +253,45 @@ def test_a_long_reply_under_the_limit_is_kept_whole(tmp_path: Path) -> None:
     )
     events = list(Engine(host(), ScriptedTextBackend()).run_turn(Turn(p, "y" * 400)))
     assert reply(events).text == "y" * 800000
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            "{{ ('x' * 200000)|sort|length }}",
+            "the 'sort' filter on more than 100000 items is not allowed",
+        ),
+        (
+            "{{ ('a ' * 150000).split()|map('upper')|list|length }}",
+            "the 'map' filter on more than 100000 items is not allowed",
+        ),
+        (
+            "{{ (' ' * 199000)|wordwrap(1) }}",  # textwrap: 24 s before, quadratic in the word
+            "wrapping a word of 199000 characters at width 1 is not allowed",
+        ),
+        (
+            "{{ ('x' * 300000)|urlize }}",
+            "the text of the 'urlize' filter's input beyond 200000 characters is not allowed",
+        ),
+    ],
+)
+def test_filters_that_work_item_by_item_are_bounded(template: str, message: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(TemplateError) as info:
+        render(template, {})
+    assert str(info.value) == f"not allowed in a template: {message}"
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_filter_calling_back_for_each_item_stops_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # groupby looks each item's attribute up through the sandbox: ~3 s for 100,000 items before,
+    # whatever the bound; the lookups now check the clock.
+    monkeypatch.setattr(template_bounds, "MAX_RENDER_SECONDS", 0.3)
+    started = time.perf_counter()
+    with pytest.raises(TemplateError, match=r"running longer than 0\.3 seconds"):
+        render(
+            "{% for i in range(20) %}{{ items|groupby('real')|length }}{% endfor %}",
+            {"items": list(range(100_000))},
+        )
+    assert time.perf_counter() - started < 1.5
