@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from ..errors import LollmsError
+from ..errors import PersonalityError
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     for target in targets:
         try:
             personalities.append(catalog.resolve(target))
-        except LollmsError as exc:
+        except PersonalityError as exc:  # an unknown id stays an error of the command line
             errors.append((target, str(exc)))
 
     def runtime() -> Any:
