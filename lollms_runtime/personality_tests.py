@@ -7,7 +7,6 @@ default model with its ``seed``.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from . import patterns
 from .backends.base import BackendUnavailable, ChatMessage, GenerationRequest
 from .engine import Engine, Turn
 from .errors import LollmsError
@@ -134,9 +134,11 @@ def check(expect: Mapping[str, Any], outcome: Outcome) -> list[str]:
             problems.append(f"the reply contains {unwanted!r}")
     if "regex" in expect:
         try:
-            found = re.search(expect["regex"], text, re.MULTILINE)
-        except re.error as exc:
+            found = patterns.search(expect["regex"], text, patterns.MULTILINE)
+        except patterns.PatternError as exc:
             problems.append(f"the regex /{expect['regex']}/ is invalid: {exc}")
+        except patterns.PatternTimeout as exc:
+            problems.append(str(exc))
         else:
             if found is None:
                 problems.append(f"the reply does not match /{expect['regex']}/")

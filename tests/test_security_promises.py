@@ -1,16 +1,19 @@
 """Promises of SECURITY.md that no other test file holds: personalities are data (no code of
-theirs is run, nothing is installed at run time), and the app listens on loopback by default."""
+theirs is run, nothing is installed at run time), their patterns run with a time limit, and the
+app listens on loopback by default."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from engine_support import personality, reply, run
+from engine_support import error, personality, reply, run
 
 from lollms_runtime.cli import build_parser
+from lollms_runtime.patterns import PATTERN_SECONDS
 from lollms_runtime.testing import ScriptedTextBackend
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lollms_runtime"
@@ -69,3 +72,26 @@ def test_serve_listens_on_loopback_by_default() -> None:
     # The real server binding 127.0.0.1 is checked in test_app_server.py.
     args = build_parser().parse_args(["serve"])
     assert args.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "op", ["{regex_replace: {pattern: '(a|aa)+$', replacement: ''}}", "{regex_extract: '(a|aa)+$'}"]
+)
+def test_a_personalitys_pattern_cannot_backtrack_for_ever(tmp_path: Path, op: str) -> None:
+    # With `re` this pattern takes minutes on 40 characters (90 s measured for `(a+)+$` on 29).
+    p = personality(
+        tmp_path,
+        f"""
+        pipeline:
+          - generate: {{id: a}}
+          - post_process: {{id: b, input: "{{{{ a }}}}", ops: [{op}]}}
+          - reply: {{text: "{{{{ b }}}}"}}
+        """,
+    )
+    started = time.perf_counter()
+    events = run(p, "hi", ScriptedTextBackend().enqueue("a" * 40 + "b"))
+    assert time.perf_counter() - started < PATTERN_SECONDS + 3
+    assert error(events).message.endswith(
+        "the pattern /(a|aa)+$/ ran longer than 1 s on this text: simplify it (nested repeats "
+        "such as (a+)+ backtrack without end)"
+    )

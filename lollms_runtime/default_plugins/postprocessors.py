@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from .. import patterns
 from ..contracts import PostProcessor
 from ..plugins import hookimpl
 
@@ -63,7 +64,7 @@ def remove_suffix(value: Any, args: Any, ctx: Any) -> str:
 
 
 def _flags(names: str) -> int:
-    table = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
+    table = {"i": patterns.IGNORECASE, "m": patterns.MULTILINE, "s": patterns.DOTALL}
     flags = 0
     for ch in names:
         flags |= table[ch]
@@ -71,13 +72,24 @@ def _flags(names: str) -> int:
 
 
 def regex_replace(value: Any, args: Any, ctx: Any) -> str:
-    pattern = re.compile(args["pattern"], _flags(args.get("flags", "")))
-    return pattern.sub(str(args.get("replacement", "")), _text(value))
+    # A personality's pattern on a model's text: run with a time limit (see patterns.py).
+    try:
+        return patterns.sub(
+            args["pattern"],
+            str(args.get("replacement", "")),
+            _text(value),
+            _flags(args.get("flags", "")),
+        )
+    except patterns.PatternTimeout as exc:
+        raise OperationError(str(exc)) from None
 
 
 def regex_extract(value: Any, args: Any, ctx: Any) -> str:
     spec = {"pattern": args} if isinstance(args, str) else args
-    match = re.search(spec["pattern"], _text(value), _flags(spec.get("flags", "")))
+    try:
+        match = patterns.search(spec["pattern"], _text(value), _flags(spec.get("flags", "")))
+    except patterns.PatternTimeout as exc:
+        raise OperationError(str(exc)) from None
     if match is None:
         if "default" in spec:
             return str(spec["default"])
