@@ -90,7 +90,7 @@ def test_a_personalitys_pattern_cannot_backtrack_for_ever(tmp_path: Path, op: st
     )
     started = time.perf_counter()
     events = run(p, "hi", ScriptedTextBackend().enqueue("a" * 40 + "b"))
-    assert time.perf_counter() - started < PATTERN_SECONDS + 3
+    assert time.perf_counter() - started < PATTERN_SECONDS + 10  # minutes without the limit
     assert error(events).message.endswith(
         "the pattern /(a|aa)+$/ ran longer than 1 s on this text: simplify it (nested repeats "
         "such as (a+)+ backtrack without end)"
