@@ -95,3 +95,18 @@ def test_a_failing_turn_is_a_chat_message(rig: tuple[Chat, ScriptedTextBackend])
     assert answer.status == "failed"
     shown = chat.show(chat.service.runtime.catalog.get("assistant"), did)
     assert shown.messages[-1]["content"].startswith("⚠️")
+
+
+def test_a_stream_closed_at_once_leaves_a_cancelled_answer(
+    rig: tuple[Chat, ScriptedTextBackend],
+) -> None:
+    chat, text = rig
+    text.enqueue("never shown")
+    p = chat.service.runtime.catalog.get("assistant")
+    turns = chat.send(
+        p, "Hi.", discussion_id=None, settings={}, sampling={}, cancel=threading.Event()
+    )
+    did, _shown = next(turns)  # Gradio got the first frame, then the page went away
+    turns.close()
+    answer = chat.service.store.thread(did)[-1]
+    assert (answer.role, answer.status) == ("assistant", "cancelled")

@@ -178,6 +178,16 @@ def test_a_front_end_that_lets_go_leaves_a_cancelled_answer(rig: Rig) -> None:
     assert answer.status == Status.CANCELLED
 
 
+def test_a_turn_closed_before_it_ran_is_saved_as_cancelled(rig: Rig) -> None:
+    service, text, store = rig
+    text.enqueue("never said")
+    turn = service.send(_assistant(service), "Letters.")
+    turn.close()
+    answer = store.get_message(turn.answer_id or "")
+    assert (answer.status, answer.content) == (Status.CANCELLED, "")
+    assert service.cancel(turn.id) is False
+
+
 def test_a_failing_turn_is_saved_as_failed(rig: Rig) -> None:
     service, _text, store = rig  # nothing enqueued: the backend raises
     turn = service.send(_assistant(service), "Say hello.")

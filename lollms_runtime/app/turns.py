@@ -295,7 +295,9 @@ class Chat:
             view.error = error_text(str(exc))
             status = Status.FAILED
         except GeneratorExit:
-            events.close()  # the turn winds down and saves what it has (see Turn)
+            # Gradio closed the stream (Stop, or the page went away), maybe before the turn
+            # started: it winds down and saves what it has before the generator goes.
+            turn.close()
             raise
         except Exception as exc:  # a plugin or personality bug must not take the app down
             log.exception("turn failed")

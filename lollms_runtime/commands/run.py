@@ -170,9 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     file=err,
                 )
     except KeyboardInterrupt:
-        cancel.set()
-        for _ in events:  # let the turn wind down and save what it has
-            pass
+        events.close()  # let the turn wind down and save what it has
         print("\n(cancelled)", file=err)
         return 130
     return 1 if failed else 0

@@ -44,6 +44,15 @@ class Turn:
         """Ask the turn to stop; it ends soon with ``Done(status=cancelled)``."""
         self.cancel.set()
 
+    def close(self) -> None:
+        """Stop the turn and let it wind down here, whether or not it was ever iterated: the
+        answer is saved as ``cancelled`` with its text so far."""
+        self.cancel.set()
+        for _ in self.events:
+            pass
+        if self._release is not None:
+            self._release()
+
     def _guarded(self) -> Generator[Event, None, None]:
         try:
             # A plain loop, not ``yield from``: closing this generator must not close the events
@@ -53,9 +62,7 @@ class Turn:
         except GeneratorExit:
             # The front end let go (Stop in the app, a closed page): let the turn wind down so
             # the recording saves what it has, before the generator goes.
-            self.cancel.set()
-            for _ in self.events:
-                pass
+            self.close()
             raise
         finally:
             if self._release is not None:
