@@ -143,6 +143,24 @@ def test_continue_extends_the_last_answer_and_says_when_it_cannot(rig: Rig) -> N
         service.continue_(p, empty)
 
 
+def test_continue_an_answer_whose_writer_went_away(rig: Rig) -> None:
+    service, text, store = rig
+    other = Store(store.path)
+    did = other.create_discussion("assistant").id
+    other.add_message(did, "user", "Half a sentence.")
+    half = other.begin_answer(did)
+    other.append_answer(half, "This is half")
+    other.close()
+    assert store.get_message(half).status == Status.INTERRUPTED
+    text.enqueue(" a sentence.")
+    turn = service.continue_(_assistant(service), did)
+    assert turn.prefix == "This is half"
+    _events(turn)
+    answer = store.get_message(half)
+    assert (answer.status, answer.content) == (Status.OK, "This is half a sentence.")
+    assert text.history[-1].messages[-1].content == "Half a sentence."
+
+
 def test_cancel_by_discussion_or_turn_from_another_thread(rig: Rig) -> None:
     service, text, store = rig
     p = _assistant(service)
