@@ -50,6 +50,7 @@ class ChatRequest:
     include_usage: bool = False
     trace: bool = False
     user: str = ""
+    discussion: str | None = None  # "new", or the id of a saved discussion to continue
 
 
 def parse_json(raw: bytes) -> Any:
@@ -115,6 +116,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise bad("'stream_options' must be an object", "stream_options")
     include_usage = bool(options and options.get("include_usage") is True)
     user = body.get("user", "")
+    discussion = body.get("discussion")
+    if discussion is not None and (not isinstance(discussion, str) or not discussion):
+        raise bad("'discussion' must be \"new\" or the id of a saved discussion", "discussion")
     return ChatRequest(
         model=model,
         message=message,
@@ -126,6 +130,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         include_usage=include_usage,
         trace=_flag(body, "trace"),
         user=user if isinstance(user, str) else "",
+        discussion=discussion,
     )
 
 

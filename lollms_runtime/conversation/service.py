@@ -72,12 +72,27 @@ class ConversationService:
             raise StoreError("this conversation service has no discussion store: give it one")
         return self._store
 
+    @property
+    def keeps_discussions(self) -> bool:
+        """Whether turns can be saved (the service has a store)."""
+        return self._store is not None
+
     # -- discussions ------------------------------------------------------------------------------
 
     def new(self, personality_id: str, title: str | None = None) -> Discussion:
         """A new, empty discussion with a personality, on the runtime's current model."""
         model = self._runtime.model if self._runtime is not None else None
         return self.store.create_discussion(personality_id, title=title, model=model)
+
+    def new_with_history(
+        self, personality_id: str, history: Sequence[ChatMessage], title: str | None = None
+    ) -> Discussion:
+        """A new discussion holding a conversation held elsewhere (an API client's history)."""
+        discussion = self.new(personality_id, title)  # untitled: the first user message names it
+        for message in history:
+            if message.role in ("user", "assistant"):
+                self.store.add_message(discussion.id, message.role, message.content)
+        return discussion
 
     def get(self, discussion_id: str) -> Discussion:
         """One discussion (``NotFoundError`` if there is none with that id)."""
@@ -182,8 +197,10 @@ class ConversationService:
         settings: Mapping[str, Any] | None = None,
         sampling: Mapping[str, Any] | None = None,
         cancel: threading.Event | None = None,
+        artifacts_dir: Path | None = None,
     ) -> Turn:
-        """A turn that is not saved: ``message`` after ``history`` (e.g. an HTTP request's)."""
+        """A turn that is not saved: ``message`` after ``history`` (e.g. an HTTP request's);
+        files it paints go to ``artifacts_dir``."""
         cancel = cancel or threading.Event()
 
         def events() -> Iterator[Event]:  # errors raised as the turn starts surface here
@@ -193,6 +210,7 @@ class ConversationService:
                 history=history,
                 settings=settings,
                 sampling=sampling,
+                artifacts_dir=artifacts_dir,
                 cancel=cancel,
             )
 
