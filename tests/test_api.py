@@ -271,7 +271,7 @@ def test_bodies_are_bounded_and_checked(server: Server) -> None:
     status, body = _post(url, b"{not json")
     assert status == 400 and body["error"]["code"] == "invalid_json"
     status, body = _post(url, b"[" * 10_000 + b"]" * 10_000)
-    assert status == 400 and "nests deeper" in body["error"]["message"]
+    assert status == 400 and "nests deeper than 32 levels" in body["error"]["message"]
     status, body = _post(url, b'{"model": "assistant", "temperature": NaN, "messages": []}')
     assert status == 400 and body["error"]["code"] == "invalid_json"
     many = {"model": "assistant", "messages": [{"role": "user", "content": ""}] * 1001}
