@@ -364,3 +364,35 @@ def test_installed_the_command_lists_servers_and_tools(
     assert "error: cannot connect to MCP server 'gone'" in listed.stderr
     kinds = json.loads(lollms("plugins", "--json").stdout)
     assert "tool" in kinds["step_kinds"] and kinds["failures"] == []
+
+
+# -- the examples ----------------------------------------------------------------------------
+
+DESK_HELPER = PLUGIN_ROOT / "examples" / "desk_helper"
+
+
+def test_the_desk_helper_example_lets_the_model_choose_the_tool(
+    home: Path, server_folder: Path
+) -> None:
+    configure(home, {"desk": stdio_entry(PLUGIN_ROOT / "examples")})
+    plugin_host = host()
+    who = load_personality(DESK_HELPER, plugin_host)
+    engine_backend = ScriptedTextBackend('{"a": 2, "b": 3}', "Two plus three is five.")
+    engine_backend.enqueue_choice("arithmetic")
+    events = list(Engine(plugin_host, engine_backend).run_turn(Turn(who, "What is 2 plus 3?")))
+    assert isinstance(events[-1], Done) and events[-1].text == "Two plus three is five.", events
+    assert engine_backend.history[-1].messages[-1].content == (
+        "The user asked: What is 2 plus 3?\nThe tool answered: 5.0\nAnswer the user."
+    )
+    engine_backend.enqueue("You should water the plants on Friday.").enqueue_choice("file")
+    events = list(Engine(plugin_host, engine_backend).run_turn(Turn(who, "note.txt")))
+    assert isinstance(events[-1], Done) and events[-1].status == "ok", events
+    assert "The tool answered: Water the plants on Friday." in (
+        engine_backend.history[-1].messages[-1].content
+    )
+
+
+def test_the_step_kinds_example_is_a_valid_pipeline(home: Path, tmp_path: Path) -> None:
+    configure(home, {"calculator": {"command": "x"}})
+    kind = plugin.tool_kind()
+    assert personality(tmp_path, kind.example, host()).pipeline[0]["tool"]["name"] == "add"

@@ -244,3 +244,9 @@ def lollms(*args: str, site: Path, env: dict[str, str]) -> subprocess.CompletedP
         text=True,
         timeout=120,
     )
+
+
+def test_the_step_kinds_example_is_a_valid_pipeline(tmp_path: Path) -> None:
+    head, steps = plugin.SPEAK.example.split("pipeline:\n")
+    who = personality(tmp_path, steps, host_with(), head)
+    assert [next(iter(step)) for step in who.pipeline] == ["generate", "speak", "reply"]
