@@ -309,31 +309,37 @@ def test_a_pipeline_calls_tools_over_streamable_http(
 # -- installed -------------------------------------------------------------------------------
 
 
-def test_installed_the_command_lists_servers_and_tools(
-    home: Path, tmp_path: Path, server_folder: Path, http_server: str
-) -> None:
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This plugin installed through its entry point into a folder for PYTHONPATH."""
+    target = tmp_path_factory.mktemp("mcp-site")
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-    command += ["--no-build-isolation", "--no-index", "--target", str(site), str(PLUGIN_ROOT)]
+    command += ["--no-build-isolation", "--no-index", "--target", str(target), str(PLUGIN_ROOT)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{site}{os.pathsep}{REPO_ROOT}",
-        "LOLLMS_LOAD_PLUGINS": "mcp",
-    }
+    return target
 
-    def lollms(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "lollms_runtime.cli", *args],
-            env=env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
 
-    empty = lollms("mcp", "list")
+def lollms(
+    site: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``lollms ARGS`` in a fresh interpreter with only this installed plugin loaded."""
+    full = {**os.environ, **(env or {}), "LOLLMS_LOAD_PLUGINS": "mcp"}
+    full["PYTHONPATH"] = f"{site}{os.pathsep}{REPO_ROOT}"
+    return subprocess.run(
+        [sys.executable, "-m", "lollms_runtime.cli", *args],
+        env=full,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_installed_the_command_lists_servers_and_tools(
+    home: Path, server_folder: Path, http_server: str, site: Path
+) -> None:
+    empty = lollms(site, "mcp", "list")
     assert (empty.returncode, empty.stdout) == (
         0,
         f"no MCP server is configured: add one under mcpServers in {home / 'mcp.json'}\n",
@@ -346,7 +352,7 @@ def test_installed_the_command_lists_servers_and_tools(
             "gone": {"url": "http://127.0.0.1:9/mcp", "timeout": 5},
         },
     )
-    listed = lollms("mcp", "list")
+    listed = lollms(site, "mcp", "list")
     assert listed.returncode == 1  # one server did not answer
     tools = [
         "  add(a: number, b: number)  Add two numbers.",
@@ -362,7 +368,7 @@ def test_installed_the_command_lists_servers_and_tools(
         "gone  (http: http://127.0.0.1:9/mcp)",
     ]
     assert "error: cannot connect to MCP server 'gone'" in listed.stderr
-    kinds = json.loads(lollms("plugins", "--json").stdout)
+    kinds = json.loads(lollms(site, "plugins", "--json").stdout)
     assert "tool" in kinds["step_kinds"] and kinds["failures"] == []
 
 
@@ -396,3 +402,29 @@ def test_the_step_kinds_example_is_a_valid_pipeline(home: Path, tmp_path: Path) 
     configure(home, {"calculator": {"command": "x"}})
     kind = plugin.tool_kind()
     assert personality(tmp_path, kind.example, host()).pipeline[0]["tool"]["name"] == "add"
+
+
+@pytest.mark.model
+def test_the_real_model_answers_with_the_tools_result(
+    home: Path,
+    tmp_path: Path,
+    server_folder: Path,
+    site: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    configure(home, {"tools": stdio_entry(server_folder)})
+    file = tmp_path / "summer.yaml"
+    file.write_text(
+        "schema: 1\nid: summer\nname: Summer\nsampling: {max_tokens: 12, temperature: 0}\n"
+        "pipeline:\n"
+        "  - tool: {id: total, server: tools, name: add, arguments: {a: 2, b: 3}}\n"
+        '  - generate: {id: answer, prompt: "What is 2 plus 3?", answer_prefix: "The sum is '
+        '{{ total }}."}\n'
+        '  - reply: {text: "{{ answer }}"}\n',
+        encoding="utf-8",
+    )
+    models = os.environ.get("LOLLMS_MODELS_DIR") or str(tmp_path_factory.mktemp("models"))
+    env = {"LOLLMS_MODELS_DIR": models, "HF_HUB_OFFLINE": "1"}
+    done = lollms(site, "run", str(file), "go", "--no-save", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("The sum is 5.0.")  # the tool's result, then the real model

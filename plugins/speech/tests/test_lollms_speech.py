@@ -213,8 +213,13 @@ def test_piper_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert caught.value.hint.startswith("pip install 'lollms-speech[piper]'")
 
 
-def test_installed_through_its_entry_point(tmp_path: Path) -> None:
-    site = install_plugin(tmp_path / "site")
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This plugin installed through its entry point into a folder for PYTHONPATH."""
+    return install_plugin(tmp_path_factory.mktemp("speech-site"))
+
+
+def test_installed_through_its_entry_point(site: Path) -> None:
     env = {"LOLLMS_LOAD_PLUGINS": "speech"}
     done = lollms("plugins", "--json", site=site, env=env)
     data = json.loads(done.stdout)
@@ -223,6 +228,21 @@ def test_installed_through_its_entry_point(tmp_path: Path) -> None:
     assert [(e["id"], e["origin"]) for e in listed] == [("narrator", "plugin speech")]
     tested = lollms("test", "narrator", site=site, env=env)  # its scripted test, with the voice
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+@pytest.mark.model
+def test_lollms_run_speaks_the_real_models_story(
+    site: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    models = os.environ.get("LOLLMS_MODELS_DIR") or str(tmp_path_factory.mktemp("models"))
+    env = {"LOLLMS_LOAD_PLUGINS": "speech", "HF_HUB_OFFLINE": "1", "LOLLMS_MODELS_DIR": models}
+    done = lollms("run", "narrator", "a cat", "--max-tokens", "30", "--trace", site=site, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()  # the story the model wrote
+    (line,) = [line for line in done.stderr.splitlines() if '"audio":' in line]
+    audio = Path(json.loads(line)["audio"])
+    assert audio.parent.parent == tmp_path / "home" / "artifacts"  # the discussion's folder
+    assert audio.name == "reading.wav" and wav_seconds(audio) > 0.5
 
 
 def install_plugin(target: Path) -> Path:
@@ -242,7 +262,7 @@ def lollms(*args: str, site: Path, env: dict[str, str]) -> subprocess.CompletedP
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 
