@@ -59,6 +59,7 @@ def run_speak(ctx: Any, body: Mapping[str, Any]) -> Generator[Any, None, Any]:
                     "voice": voice.voice or voice.language,
                 }
             yield Progress(ctx.step_id, item.index + 1, item.total)
+            ctx.check_cancel()  # the step's time limit (timeout:) between two sentences
     except SpeechCancelled:
         raise Cancelled() from None
     except SpeechError as exc:

@@ -63,6 +63,11 @@ def run(host: PluginHost, who: Any, message: str, folder: Path, **turn: Any) -> 
     return list(Engine(host, backend).run_turn(Turn(who, message, artifacts_dir=folder, **turn)))
 
 
+def turn_error(events: list[Any]) -> TurnError:
+    (error,) = [e for e in events if isinstance(e, TurnError)]
+    return error
+
+
 def wav_seconds(path: str | Path) -> float:
     with wave.open(str(path), "rb") as wav:
         assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
@@ -162,6 +167,16 @@ def test_cancelling_stops_between_sentences(tmp_path: Path) -> None:
     assert [(e.done, e.total) for e in events if isinstance(e, Progress)] == [(1, 4)]
     assert isinstance(events[-1], Done) and events[-1].status == "cancelled"
     assert not (tmp_path / "s.wav").exists()
+
+
+def test_the_steps_time_limit_holds_between_sentences(tmp_path: Path) -> None:
+    host = host_with()
+    who = personality(tmp_path, "  - speak: {id: s, text: 'One. Two.', timeout: 0.001}\n", host)
+    events = run(host, who, "x", tmp_path)
+    assert [(e.done, e.total) for e in events if isinstance(e, Progress)] == [(1, 2)]
+    assert turn_error(events).message == (
+        "step 's' (speak) failed: step 's' took longer than its time limit"
+    )
 
 
 class Beeper:
