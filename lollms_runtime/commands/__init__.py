@@ -8,6 +8,7 @@ from __future__ import annotations
 MODULES: tuple[str, ...] = (
     "lollms_runtime.commands.run",
     "lollms_runtime.commands.serve",
+    "lollms_runtime.commands.api",
     "lollms_runtime.commands.test",
     "lollms_runtime.commands.discussions",
     "lollms_runtime.commands.importing",
