@@ -218,6 +218,9 @@ class Connections:
             if held is not None:
                 held.stop.set()
             held = _Held(server.key(), asyncio.get_running_loop().create_future(), asyncio.Event())
+            # Callers that gave up never read a failed connection: read it here, so asyncio
+            # does not log "exception was never retrieved".
+            held.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._held[server.name] = held
             held.task = asyncio.create_task(self._hold(server, held))
         # shield: a caller that gives up must not cancel the connection others wait for

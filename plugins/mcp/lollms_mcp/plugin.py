@@ -41,6 +41,9 @@ def run_tool(ctx: Any, body: Mapping[str, Any]) -> Generator[Any, None, Any]:
         raise Cancelled() from None
     except McpError as exc:
         raise StepError(str(exc), exc.hint) from None
+    except McpConfigError as exc:  # the file was broken after the personality loaded
+        message, _, hint = str(exc).partition("\n    hint: ")
+        raise StepError(message, hint or "fix the file; `lollms mcp list` reads it") from None
     ctx.detail = f"{body['server']}.{body['name']}" + (
         f" ({result.other_blocks} non-text block(s) left out)" if result.other_blocks else ""
     )

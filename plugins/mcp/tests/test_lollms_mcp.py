@@ -224,6 +224,13 @@ def test_tool_errors_end_the_step_with_a_clear_message(
         error.hint
         == f"add it under mcpServers in {home / 'mcp.json'} (`lollms mcp list` shows the servers)"
     )
+    (home / "mcp.json").write_text('{"mcpServers": {"tools": {"command": 3}}}', encoding="utf-8")
+    error = turn_error(run(plugin_host, wrong_args, "x"))
+    assert error.message == (
+        f"step 'tool_1' (tool) failed: {home / 'mcp.json'}:1:38: mcpServers.tools.command: "
+        "missing the command that starts the server"
+    )
+    assert error.hint.startswith('e.g. {"mcpServers": ')
 
 
 def test_cancelling_stops_a_running_tool(home: Path, tmp_path: Path, server_folder: Path) -> None:
