@@ -106,4 +106,10 @@ def streamed_ids(steps: Sequence[Any], kinds: Mapping[str, StepKind]) -> set[str
         if name not in wanted:
             wanted.add(name)
             pending.extend(sources.get(name, ()))
+    # A step that defines a wanted name under another name than its id streams too.
+    for name, body in bodies:
+        kind = kinds.get(name)
+        named = kind is not None and isinstance(body.get("id"), str)
+        if named and kind is not None and wanted & set(kind.defined_names(body)):
+            wanted.add(body["id"])
     return wanted

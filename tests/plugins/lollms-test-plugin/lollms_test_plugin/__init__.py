@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from lollms_runtime.context import StepContext, StepGen
 from lollms_runtime.contracts import (
     ImageBackendFactory,
     PostProcessor,
@@ -17,6 +18,8 @@ from lollms_runtime.plugins import hookimpl
 
 # Lifecycle hooks append (hook name, detail) here so tests can see they were called.
 EVENTS: list[tuple[str, Any]] = []
+# What lollms_step_finished received: (step, result) for each call.
+FINISHED: list[tuple[Any, Any]] = []
 
 
 def run_shout(ctx: Any, body: Mapping[str, Any]) -> Iterator[Any]:
@@ -50,6 +53,56 @@ SHOUT = StepKind(
 )
 
 
+def run_chorus(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
+    """Run the verses (nested steps), then stream the lead and the last verse word by word as
+    this step's own tokens; the text is stored under ``name`` (and the step's id)."""
+    last = yield from ctx.run_steps(body.get("verses", ()), f"{ctx.step_path}.chorus.verses")
+    text = " ".join(part for part in (ctx.render(body["lead"]), str(last or "")) if part)
+    for index, word in enumerate(text.split(" ")):
+        ctx.check_cancel()
+        yield ctx.token(word if index == 0 else f" {word}")
+    ctx.set(body["name"], text)
+    return text
+
+
+def chorus_defines(body: Mapping[str, Any]) -> dict[str, str]:
+    """The name it sets (made from its lead), and its id like any step."""
+    names = {str(body.get("name", "")): str(body.get("lead", ""))}
+    if isinstance(body.get("id"), str):
+        names[body["id"]] = str(body.get("lead", ""))
+    return names
+
+
+# The parity kind: it defines a name, streams its text into the reply and holds nested steps,
+# through the same StepKind declarations the built-in set, generate and loop use.
+CHORUS = StepKind(
+    name="chorus",
+    run=run_chorus,
+    summary="Sing the verses, then the lead and the last verse (test plugin).",
+    schema={
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "lead"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                "description": "The name the sung text is stored under.",
+            },
+            "lead": {"type": "string", "description": "The first line (a template)."},
+            "verses": {"$ref": "#/$defs/steps", "description": "Steps sung before the lead."},
+        },
+    },
+    templates=("lead",),
+    nested=("verses",),
+    defines=chorus_defines,
+    text_output=True,
+    streams=True,
+    example='pipeline:\n  - chorus:\n      name: song\n      lead: "{{ message }}"\n'
+    '      verses:\n        - generate: {id: verse}\n  - reply: {text: "{{ song }}"}\n',
+)
+
+
 def reverse(value: Any, args: Any, ctx: Any) -> str:
     return str(value)[::-1]
 
@@ -66,6 +119,7 @@ class EchoBackend:
 @hookimpl
 def register_step_kinds(register: Any) -> None:
     register(SHOUT)
+    register(CHORUS)
 
 
 @hookimpl
@@ -113,6 +167,7 @@ def lollms_turn_started(turn: Any) -> None:
 @hookimpl
 def lollms_step_finished(turn: Any, step: Any, result: Any) -> None:
     EVENTS.append(("lollms_step_finished", result.step_id))
+    FINISHED.append((step, result))
 
 
 @hookimpl
