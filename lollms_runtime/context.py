@@ -87,6 +87,8 @@ class EngineServices(Protocol):
 
     def find_personality(self, personality_id: str) -> Personality: ...
 
+    def model_note(self, personality: Personality) -> str: ...
+
     def run_step(self, ctx: StepContext, step: Mapping[str, Any], path: str) -> StepGen: ...
 
 
@@ -192,6 +194,11 @@ class StepContext:
 
     # -- backends and registered operations ----------------------------------------------------
     def text_backend(self) -> TextBackend:
+        """The personality's text backend; the trace says which model when the personality chose
+        it (its recommended_model)."""
+        note = self._engine.model_note(self.personality)
+        if note and not self.detail:
+            self.detail = note
         return self._engine.text_backend(self.personality)
 
     def image_backend(self, name: str | None = None, model: str | None = None) -> ImageBackend:

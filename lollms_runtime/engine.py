@@ -63,6 +63,7 @@ class Engine:
         *,
         limits: Limits | None = None,
         resolve_personality: Callable[[str], Personality] | None = None,
+        model_note: Callable[[Personality], str] | None = None,
     ) -> None:
         self.host = host
         self._text = text_backend
@@ -72,6 +73,8 @@ class Engine:
         self._image_is_backend = isinstance(image_backend, ImageBackend)
         self.limits = limits or Limits()
         self.resolve_personality = resolve_personality
+        # Why a personality runs on the model it does, when that is not the user's choice.
+        self.model_note = model_note or (lambda personality: "")
         self.kinds: Mapping[str, StepKind] = host.step_kinds
         self.postprocessors: Mapping[str, PostProcessor] = host.postprocessors
         self._plans: dict[int, tuple[Sequence[Mapping[str, Any]], dict[str, Any], set[str]]] = {}

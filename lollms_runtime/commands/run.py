@@ -101,13 +101,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         TurnError,
         progress_text,
     )
-    from ..runtime import Runtime
+    from ..runtime import runtime_from_args
 
     if args.continue_ and args.message is not None:
         raise LollmsError("--continue takes no message: it extends the discussion's last answer")
     if not args.continue_ and args.message is None:
         raise LollmsError("give the message to send, or --continue with --discussion ID")
-    runtime = Runtime(personalities=args.personalities, model=args.model)
+    runtime = runtime_from_args(args)
     cancel = threading.Event()
     out, err = sys.stdout, sys.stderr
     streamed: list[str] = []
@@ -205,9 +205,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("id", help="personality id, or the path of its file or folder")
     p.add_argument("message", nargs="?", help="the user's message (none with --continue)")
-    p.add_argument(
-        "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
-    )
     p.add_argument(
         "--set",
         action="append",

@@ -486,6 +486,19 @@ pipeline:
 """,
 )
 
+# Continuing an answer: one generate that picks up where the answer stopped. The message and the
+# answer so far are variables, so braces in them stay literal text.
+CONTINUE_PIPELINE: tuple[Mapping[str, Any], ...] = (
+    {
+        "generate": {
+            "id": "answer",
+            "prompt": "{{ continue_message }}",
+            "answer_prefix": "{{ continue_text }}",
+        }
+    },
+    {"reply": {"text": "{{ answer }}"}},
+)
+
 BUILTIN_STEP_KINDS = (
     GENERATE,
     CONDITION,
