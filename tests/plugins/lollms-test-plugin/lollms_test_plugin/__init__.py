@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lollms_runtime.backends.base import ChoiceResult, GenerationRequest, TextChunk
 from lollms_runtime.context import StepContext, StepGen
 from lollms_runtime.contracts import (
     ImageBackendFactory,
@@ -108,12 +109,24 @@ def reverse(value: Any, args: Any, ctx: Any) -> str:
 
 
 class EchoBackend:
-    """A text backend that answers with the last user message."""
+    """A text backend that answers "[MODEL] MESSAGE": the model it was created for, then the last
+    user message (so a test sees which backend and which model a turn ran on)."""
 
     name = "echo"
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str = "default", **options: Any) -> None:
         self.model_id = model
+
+    def stream(self, request: GenerationRequest, cancel: Any = None) -> Iterator[TextChunk]:
+        text = f"[{self.model_id}] {request.messages[-1].content}"
+        yield TextChunk(text)
+        yield TextChunk("", finish_reason="stop", prompt_tokens=1, generation_tokens=1)
+
+    def generate(self, request: GenerationRequest, cancel: Any = None) -> str:
+        return "".join(chunk.text for chunk in self.stream(request, cancel))
+
+    def choose(self, request: GenerationRequest, choices: Sequence[str]) -> ChoiceResult:
+        return ChoiceResult(choices[0], 0, {choices[0]: 1.0})
 
 
 @hookimpl
@@ -143,14 +156,15 @@ def register_personalities(register: Any) -> None:
 
 
 @hookimpl
-def register_commands(subparsers: Any) -> None:
-    parser = subparsers.add_parser("test-hello", help="say hello (test plugin)")
+def register_commands(subparsers: Any, common: Any) -> None:
+    # ``common``: the options every command shares (--personalities, --model, --backend).
+    parser = subparsers.add_parser("test-hello", help="say hello (test plugin)", parents=[common])
     parser.add_argument("who", nargs="?", default="world")
     parser.set_defaults(handler=_hello)
 
 
 def _hello(args: argparse.Namespace) -> int:
-    print(f"hello, {args.who}")
+    print(f"hello, {args.who}" + (f" (model {args.model})" if args.model else ""))
     return 0
 
 
