@@ -29,7 +29,7 @@ from .errors import LollmsError
 from .events import Done, Event, Reply, StepFinished, StepStarted, StepStatus, Token, TurnError
 from .personality import Personality
 from .pipeline import default_pipeline, defined_names, streamed_ids
-from .plugins import PluginHost
+from .plugins import PluginFailure, PluginHost
 from .templating import TemplateError
 
 log = logging.getLogger(__name__)
@@ -330,6 +330,4 @@ def _tee(run: StepGen, step_id: str, parts: list[str]) -> StepGen:
 
 
 def _hook_failure(name: str, exc: BaseException) -> Any:
-    from .plugins import PluginFailure
-
     return PluginFailure(name="(observer)", stage=name, error=f"{type(exc).__name__}: {exc}")
