@@ -55,6 +55,22 @@ def test_builtins_register_through_the_hooks(plugin_host: PluginHost) -> None:
     assert plugin_host.failures == []
 
 
+def test_the_built_in_commands_register_through_the_hook(plugin_host: PluginHost) -> None:
+    import argparse
+
+    impls = plugin_host.pm.hook.register_commands.get_hookimpls()
+    assert [impl.plugin_name for impl in impls] == ["lollms_runtime.default_plugins.commands"]
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model")
+    plugin_host.pm.hook.register_commands(subparsers=sub, common=common)
+    assert {"list", "show", "validate", "new", "plugins", "schema", "run", "serve"} <= set(
+        sub.choices
+    )
+    assert parser.parse_args(["validate", "x", "--model", "m"]).model == "m"  # the shared options
+
+
 def test_a_plugin_step_kind_is_validated_like_a_builtin(
     test_plugin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
