@@ -26,7 +26,7 @@ from .context import (
 )
 from .contracts import PostProcessor, StepKind
 from .errors import LollmsError
-from .events import Done, Event, Reply, StepFinished, StepStarted, StepStatus, Token, TurnError
+from .events import Done, Event, Reply, Status, StepFinished, StepStarted, Token, TurnError
 from .personality import Personality
 from .pipeline import default_pipeline, defined_names, streamed_ids
 from .plugins import PluginFailure, PluginHost
@@ -105,7 +105,7 @@ class Engine:
         ctx = StepContext(self, turn)
         started = time.monotonic()
         self._hook("lollms_turn_started", turn=turn)
-        status: Any = "ok"
+        status = Status.OK
         try:
             pipeline = turn.personality.pipeline or default_pipeline()
             declared, ctx.streamed_ids = self._plan(pipeline)
@@ -115,21 +115,21 @@ class Engine:
             reply = ctx.reply or Reply(text=ctx.last_text or "")
             yield reply
         except Cancelled:
-            status = "cancelled"
+            status = Status.CANCELLED
             reply = Reply(text=ctx.last_text or "")
         except StepError as exc:
-            status = "error"
+            status = Status.FAILED
             reply = Reply(text="")
             yield TurnError(str(exc), ctx.step_id, exc.hint)
         except TemplateError as exc:
-            status = "error"
+            status = Status.FAILED
             reply = Reply(text="")
             yield TurnError(
                 f"step '{ctx.step_id}': {exc}", ctx.step_id, "fix the template in the personality"
             )
         except Exception as exc:  # a bug in a step kind or backend: the turn still ends cleanly
             log.exception("step %r failed unexpectedly", ctx.step_id)
-            status = "error"
+            status = Status.FAILED
             reply = Reply(text="")
             yield TurnError(
                 f"step '{ctx.step_id}' failed unexpectedly: {type(exc).__name__}: {exc}",
@@ -201,7 +201,7 @@ class Engine:
         started = time.monotonic()
 
         def finished(
-            status: StepStatus, output: Any = None, error: str = "", detail: str = ""
+            status: Status, output: Any = None, error: str = "", detail: str = ""
         ) -> StepFinished:
             """The step's StepFinished, also handed to the lollms_step_finished observers."""
             event = StepFinished(
@@ -233,7 +233,7 @@ class Engine:
             when = body.get("when") if kind.common else None
             if when is not None and not ctx.evaluate(when):
                 closed = True
-                yield finished("skipped", detail=f"when: {when} was false")
+                yield finished(Status.SKIPPED, detail=f"when: {when} was false")
                 ctx.step_id, ctx.step_path = outer_id, outer_path
                 return None
 
@@ -260,21 +260,21 @@ class Engine:
                     message = str(exc)
                     if on_error == "continue":
                         closed = True
-                        yield finished("failed", error=message)
+                        yield finished(Status.FAILED, error=message)
                         ctx.step_id, ctx.step_path = outer_id, outer_path
                         return None
                     if on_error == "fallback":
                         output = ctx.value(body.get("fallback", ""))
                         self._store_output(ctx, kind, body, output)
                         closed = True
-                        yield finished("fallback", output, error=message)
+                        yield finished(Status.FALLBACK, output, error=message)
                         ctx.step_id, ctx.step_path = outer_id, outer_path
                         return output
                     hint = getattr(exc, "hint", "") or (
                         "set on_error: continue (or fallback) on this step to go on without it"
                     )
                     closed = True
-                    yield finished("failed", partial(), error=message)
+                    yield finished(Status.FAILED, partial(), error=message)
                     if isinstance(exc, StepFailed):  # a nested step's failure, already worded
                         raise exc
                     raise StepFailed(
@@ -284,12 +284,12 @@ class Engine:
                     ctx.deadline = float("inf")
             self._store_output(ctx, kind, body, output)
             closed = True
-            yield finished("ok", output, detail=ctx.detail)
+            yield finished(Status.OK, output, detail=ctx.detail)
             ctx.step_id, ctx.step_path = outer_id, outer_path
             return output
         except Cancelled:
             if not closed:
-                yield finished("cancelled", partial(), detail=ctx.detail)
+                yield finished(Status.CANCELLED, partial(), detail=ctx.detail)
             raise
         except Exception as exc:  # a limit, a template error in `when`, a bug in a step kind
             if not closed:
@@ -298,7 +298,7 @@ class Engine:
                     if isinstance(exc, LollmsError | TemplateError)
                     else f"{type(exc).__name__}: {exc}"
                 )
-                yield finished("failed", partial(), error=error, detail=ctx.detail)
+                yield finished(Status.FAILED, partial(), error=error, detail=ctx.detail)
             raise
         finally:
             # ctx.step_id stays on a failed step: the turn's error names it.

@@ -11,6 +11,7 @@ MODULES: tuple[str, ...] = (
     "lollms_runtime.commands.plugins",
     "lollms_runtime.commands.run",
     "lollms_runtime.commands.serve",
+    "lollms_runtime.commands.api",
     "lollms_runtime.commands.test",
     "lollms_runtime.commands.discussions",
     "lollms_runtime.commands.importing",

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import LollmsError
+from .api import add_api_key_option
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -17,6 +18,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         auth = parse_auth(args.auth)
     except ValueError as exc:
         raise LollmsError(str(exc)) from None
+    from ..api.server import refusal_to_expose
+    from ..api.serving import api_keys
+
+    keys = api_keys(args.api_key)
+    refusal = refusal_to_expose(args.host, keys)
+    if refusal:
+        print(f"warning: the API (/v1) is not started: {refusal}")
     runtime = runtime_from_args(args)
     store = Store()
     if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
@@ -24,10 +32,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"warning: serving on {args.host} without --auth: anyone who can reach this "
             "address can use the app"
         )
-    print(f"lollms: http://{args.host}:{args.port} (discussions in {store.path})", flush=True)
+    api = "" if refusal else f"; API on http://{args.host}:{args.port}/v1"
+    print(f"lollms: http://{args.host}:{args.port} (discussions in {store.path}{api})", flush=True)
     try:
         sampling = {"max_tokens": args.max_tokens} if args.max_tokens else None
-        launch(runtime, store, host=args.host, port=args.port, auth=auth, sampling=sampling)
+        launch(
+            runtime,
+            store,
+            host=args.host,
+            port=args.port,
+            auth=auth,
+            sampling=sampling,
+            api_keys=keys,
+            api=not refusal,
+        )
     finally:
         store.close()
     return 0
@@ -46,4 +64,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-tokens", type=int, help="start the sampling panel at this many tokens per step"
     )
+    add_api_key_option(p)
     p.set_defaults(handler=cmd_serve)
