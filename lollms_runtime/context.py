@@ -186,8 +186,9 @@ class StepContext:
         """A streamed piece of this step's text (visible: default :attr:`visible`)."""
         return Token(text, self.step_id, self.visible if visible is None else visible)
 
-    def progress(self, done: int, total: int) -> Progress:
-        return Progress(self.step_id, done, total)
+    def progress(self, done: int, total: int, label: str = "progress") -> Progress:
+        """How far this step is (``label``: what it is doing, e.g. painting)."""
+        return Progress(self.step_id, done, total, label)
 
     def image(self, path: Path, params: Mapping[str, Any] | None = None) -> ImageProduced:
         return ImageProduced(self.step_id, path, dict(params or {}))

@@ -51,6 +51,9 @@ class StepKind:
     streams: bool = False
     # The key whose template is the answer the user sees (reply: text): a kind with it is a reply.
     answer: str = ""
+    # The output names the branch the step took (condition): `lollms test` checks expected
+    # branches against it.
+    branches: bool = False
     # Names the nested steps see besides the pipeline's, for a given body (for_each: its item).
     scope: Callable[[Mapping[str, Any]], Iterable[str]] | None = None
     # Keys evaluated after the nested steps ran (loop: while), so they may read what those set.

@@ -217,6 +217,7 @@ class Engine:
                 usage.get("generation_tokens", 0),
                 detail,
                 error,
+                answer=bool(kind.answer),
             )
             self._hook("lollms_step_finished", turn=ctx.turn, step=step, result=event)
             return event

@@ -145,17 +145,10 @@ BUILTIN_KINDS = {
     "for_each",
     "call",
 }
-# Modules that write or read personality files as text (the format names its kinds), and the
-# front ends that still drop a reply step's output by its name (owned by the conversation
-# service's branch of issue 11: ``host.step_kinds[kind].answer`` says the same).
+# Modules that write personality files as text (the format names its kinds).
 NAMES_ALLOWED = {
     "lollms_runtime.scaffold": "the template of a new personality file",
     "lollms_runtime.importers": "importers write personality files",
-    "lollms_runtime.recorder": "front end, see above",
-    "lollms_runtime.app.turns": "front end, see above",
-    "lollms_runtime.commands.run": "front end, see above",
-    "lollms_runtime.personality_tests": "reads condition branches from the trace",
-    "lollms_runtime.events": "progress_text words text_to_image's progress as painting",
 }
 
 

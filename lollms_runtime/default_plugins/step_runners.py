@@ -197,7 +197,7 @@ def run_text_to_image(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     worker = threading.Thread(target=paint, name=f"paint-{ctx.step_id}", daemon=True)
     worker.start()
     while (item := events.get()) is not None:
-        yield ctx.progress(item[0], item[1])
+        yield ctx.progress(item[0], item[1], "painting")
     worker.join()
     if "error" in result:
         raise result["error"]

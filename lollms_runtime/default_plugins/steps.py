@@ -200,6 +200,7 @@ CONDITION = StepKind(
     templates=("ask", "question"),
     expressions=("if", "switch"),
     nested=("then", "else", "elif", "cases", "default"),
+    branches=True,
     example="""\
 pipeline:
   - condition:
