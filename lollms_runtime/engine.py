@@ -1,8 +1,9 @@
 """The pipeline engine: runs a personality's steps for one user message and yields events.
 
 A step kind's runner is a generator ``run(ctx, body)`` that yields events and *returns* the step's
-output (``output = yield from kind.run(ctx, body)``); the engine handles ids, ``when``, retries,
-``on_error``, limits, cancellation and the trace.
+output (``output = yield from kind.run(ctx, body)``), using only the public contract of
+:mod:`lollms_runtime.context`; the engine handles ids, ``when``, retries, ``on_error``, limits,
+cancellation and the trace. It knows step kinds only through their ``StepKind`` declarations.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ class Runtime:
         self.host = host or default_host()
         self.catalog = Catalog(self.host, personalities)
         self._model = model  # None: not chosen (a personality's recommended_model may apply)
+        self._accepted: dict[str, str | None] = {}  # recommended_model -> what to load
         self.text_backend_name = text_backend or DEFAULT_TEXT_BACKEND
         self.image_backend_name = image_backend
         self.engine = Engine(
@@ -66,7 +67,9 @@ class Runtime:
         if self._model is not None or personality is None or not personality.recommended_model:
             return self.model, ""
         wanted = personality.recommended_model
-        accepted = acceptable_model(wanted)
+        if wanted not in self._accepted:  # decided once: it looks at the disk
+            self._accepted[wanted] = acceptable_model(wanted)
+        accepted = self._accepted[wanted]
         if accepted is not None:
             return accepted, f"model {wanted} (the personality's recommended_model)"
         return DEFAULT_MODEL, (
