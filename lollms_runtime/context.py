@@ -23,6 +23,7 @@ from .errors import LollmsError
 from .events import Event, ImageProduced, Progress, Reply, Token
 from .personality import Personality
 from .pipeline import default_pipeline, defined_names, streamed_ids
+from .plugins import PluginHost
 from .templating import evaluate, render, render_value
 
 StepGen = Generator[Event, None, Any]
@@ -77,6 +78,7 @@ class Turn:
 class EngineServices(Protocol):
     """What a context needs from the engine that runs it (implemented by ``Engine``)."""
 
+    host: PluginHost
     limits: Limits
     kinds: Mapping[str, StepKind]
     postprocessors: Mapping[str, PostProcessor]
@@ -209,6 +211,12 @@ class StepContext:
     def postprocessors(self) -> Mapping[str, PostProcessor]:
         return self._engine.postprocessors
 
+    @property
+    def plugins(self) -> PluginHost:
+        """What every plugin registered, and its pluggy manager (``.pm``) for the hooks a plugin
+        defines itself (a speech plugin's backends, say)."""
+        return self._engine.host
+
     def sampling(self, overrides: Mapping[str, Any] | None = None) -> Sampling:
         """The personality's sampling, then the user's overrides, then ``overrides``."""
         return self.personality.sampling.merged(self.turn.sampling).merged(overrides)
@@ -223,6 +231,11 @@ class StepContext:
                 f"step '{self.step_id}' took longer than its time limit",
                 "raise its timeout: or simplify the step",
             )
+
+    def time_left(self) -> float | None:
+        """Seconds before this step's time limit (``timeout:``); None when it has none."""
+        left = self.deadline - time.monotonic()
+        return None if left == float("inf") else left
 
     def tokens_left(self) -> int:
         """How many tokens the turn may still generate."""

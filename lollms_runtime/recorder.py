@@ -12,7 +12,7 @@ from typing import Any
 from .backends.base import ChatMessage
 from .errors import LollmsError
 from .events import Done, Event, ImageProduced, Reply, Status, StepFinished, Token, TurnError
-from .store import LEAF, DiscussionStore, StoreError
+from .store import LEAF, DiscussionStore, StoreError, StoreFull
 from .store.models import Message
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,18 @@ class Recording:
                         },
                     )
                 yield event
+        except StoreFull as exc:
+            # The answer cannot be saved any further: stop the model, keep what was written,
+            # and end the turn with a message instead of an exception in every front end.
+            close = getattr(events, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+            with contextlib.suppress(StoreError):
+                self._finish(Status.FAILED, error=str(exc))
+            self.finished = True
+            yield TurnError(str(exc), hint="free some disk space, then continue the answer")
+            yield Done(Status.FAILED)
         except LollmsError as exc:  # e.g. settings that do not fit, raised as the turn starts
             self._finish(Status.FAILED, error=str(exc))
             raise

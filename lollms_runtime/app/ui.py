@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -488,21 +486,15 @@ def build_app(
         def export(discussion_id: str | None, kind: str) -> str:
             if not discussion_id:
                 raise gr.Error("Open a discussion first.")
-            folder = Path(tempfile.mkdtemp(prefix="lollms-export-"))
-            if kind == "md":
-                path = folder / f"discussion-{discussion_id}.md"
-                path.write_text(service.export_markdown(discussion_id), encoding="utf-8")
-            else:
-                path = folder / f"discussion-{discussion_id}.json"
-                data = service.export_json(discussion_id)
-                path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-            return str(path)
+            # In the discussion's own folder (which the app may serve and which goes with the
+            # discussion), pruned as new ones are written: never piling up in /tmp.
+            exports = service.store.artifact_dir(discussion_id) / "exports"
+            return str(service.export_file(discussion_id, kind, exports))
 
         def import_file(file: Any, text: str) -> list[Any]:
             path = Path(file if isinstance(file, str) else file.name)
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                discussion_id = service.import_json(data)
+                discussion_id = service.import_json(path.read_bytes())
             except (OSError, ValueError, StoreError) as exc:
                 raise gr.Error(f"could not import {path.name}: {exc}") from None
             return [

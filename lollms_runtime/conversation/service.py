@@ -8,9 +8,11 @@ Nothing here imports a UI framework, and the store is reached only through the
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from ..errors import LollmsError
 from ..events import Event, Status
 from ..recorder import Recording, history_of
 from ..store import LEAF, Discussion, DiscussionStore, Message, Step, StoreError
+from ..store.export import read_export
 from .turn import Turn
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+EXPORT_TTL_S = 600  # a download is fetched at once; older export files are removed
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,27 @@ class ConversationService:
             raise StoreError("this conversation service has no discussion store: give it one")
         return self._store
 
+    @property
+    def keeps_discussions(self) -> bool:
+        """Whether turns can be saved (the service has a store)."""
+        return self._store is not None
+
     # -- discussions ------------------------------------------------------------------------------
 
     def new(self, personality_id: str, title: str | None = None) -> Discussion:
         """A new, empty discussion with a personality, on the runtime's current model."""
         model = self._runtime.model if self._runtime is not None else None
         return self.store.create_discussion(personality_id, title=title, model=model)
+
+    def new_with_history(
+        self, personality_id: str, history: Sequence[ChatMessage], title: str | None = None
+    ) -> Discussion:
+        """A new discussion holding a conversation held elsewhere (an API client's history)."""
+        discussion = self.new(personality_id, title)  # untitled: the first user message names it
+        for message in history:
+            if message.role in ("user", "assistant"):
+                self.store.add_message(discussion.id, message.role, message.content)
+        return discussion
 
     def get(self, discussion_id: str) -> Discussion:
         """One discussion (``NotFoundError`` if there is none with that id)."""
@@ -109,9 +129,34 @@ class ConversationService:
     def export_json(self, discussion_id: str) -> dict[str, Any]:
         return self.store.export_json(discussion_id)
 
-    def import_json(self, data: Mapping[str, Any], files_from: Path | None = None) -> str:
-        """Add a discussion from an export (under new ids); return its id."""
-        return self.store.import_json(data, files_from)
+    def export_file(self, discussion_id: str, kind: str, folder: Path) -> Path:
+        """Write a discussion's export (``md`` or ``json``) into ``folder`` for a download.
+
+        Earlier downloads there older than :data:`EXPORT_TTL_S` are removed first, so exports
+        never pile up (the folder is the caller's: the app uses one inside the store's files).
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - EXPORT_TTL_S
+        for old in folder.glob("discussion-*"):
+            with suppress(OSError):
+                if old.is_file() and old.stat().st_mtime < cutoff:
+                    old.unlink()
+        if kind == "md":
+            path = folder / f"discussion-{discussion_id}.md"
+            path.write_text(self.export_markdown(discussion_id), encoding="utf-8")
+        else:
+            path = folder / f"discussion-{discussion_id}.json"
+            text = json.dumps(self.export_json(discussion_id), indent=2, ensure_ascii=False)
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    def import_json(
+        self, data: Mapping[str, Any] | str | bytes, files_from: Path | None = None
+    ) -> str:
+        """Add a discussion from an export (under new ids); return its id. ``data`` may be the
+        file's text as is: it is then read with bounded work (size, nesting, finite numbers)."""
+        parsed = read_export(data) if isinstance(data, str | bytes) else data
+        return self.store.import_json(parsed, files_from)
 
     def settings(self, personality_id: str) -> dict[str, Any]:
         """The settings the user saved for a personality."""
@@ -182,8 +227,10 @@ class ConversationService:
         settings: Mapping[str, Any] | None = None,
         sampling: Mapping[str, Any] | None = None,
         cancel: threading.Event | None = None,
+        artifacts_dir: Path | None = None,
     ) -> Turn:
-        """A turn that is not saved: ``message`` after ``history`` (e.g. an HTTP request's)."""
+        """A turn that is not saved: ``message`` after ``history`` (e.g. an HTTP request's);
+        files it paints go to ``artifacts_dir``."""
         cancel = cancel or threading.Event()
 
         def events() -> Iterator[Event]:  # errors raised as the turn starts surface here
@@ -193,6 +240,7 @@ class ConversationService:
                 history=history,
                 settings=settings,
                 sampling=sampling,
+                artifacts_dir=artifacts_dir,
                 cancel=cancel,
             )
 

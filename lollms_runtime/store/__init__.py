@@ -18,13 +18,21 @@ conversation service is typed against; a second store implements that protocol.
 from __future__ import annotations
 
 from ..events import Status
-from .errors import ImportFormatError, NotFoundError, StoreError, UnsafePathError
+from .errors import (
+    AnswerInProgress,
+    ImportFormatError,
+    NotFoundError,
+    StoreError,
+    StoreFull,
+    UnsafePathError,
+)
 from .models import Artifact, Discussion, Message, MessageRole, Step
 from .protocol import DiscussionStore
 from .store import LEAF, Store
 
 __all__ = [
     "LEAF",
+    "AnswerInProgress",
     "Artifact",
     "Discussion",
     "DiscussionStore",
@@ -36,5 +44,6 @@ __all__ = [
     "Step",
     "Store",
     "StoreError",
+    "StoreFull",
     "UnsafePathError",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from ..events import Status
 from . import codec
 from .connection import PendingAnswer
-from .errors import NotFoundError, StoreError
+from .errors import NotFoundError, StoreError, StoreFull
 from .liveness import sweep, writer_alive
 from .models import FINAL_STATUSES, Message
 from .tree import LEAF, TreeStore, _Leaf
@@ -53,6 +53,8 @@ class AnswerStore(TreeStore):
                     with self._write() as c:
                         self._interrupt(c, list(self._answers))
                 self._answers.clear()
+            except StoreFull as exc:  # what reached the file stays; the next open interrupts it
+                log.error("%s", exc)
             finally:
                 self._closed = True
                 if self._timer is not None:
@@ -258,6 +260,8 @@ class AnswerStore(TreeStore):
                 if due <= now:
                     try:
                         self._flush(message_id, answer)
+                    except StoreFull as exc:  # the writer's next append reports it
+                        log.error("%s", exc)
                     except sqlite3.Error as exc:  # a busy file: keep the text, try again soon
                         log.warning("could not save streamed text yet: %s", exc)
                         waiting.append(now + self.flush_interval)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import codec
-from .errors import NotFoundError, StoreError
-from .liveness import WriterLock
+from .errors import NotFoundError, StoreError, StoreFull
+from .liveness import WriterLock, writer_alive
 from .models import Discussion, Message
 from .schema import migrate
 
@@ -127,13 +127,34 @@ class StoreBase:
             if self._conn.in_transaction:
                 yield self._conn
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if _cannot_grow(exc):
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise StoreFull(
+                        f"the discussion store {self.path} cannot be written ({exc}): the disk "
+                        "is full or a file-size limit was reached; free some space (what was "
+                        "saved so far is kept)"
+                    ) from exc
                 raise
-            self._conn.execute("COMMIT")
+
+    def _writing(self, writer: str | None) -> bool:
+        """Whether another live store (another process, or another Store here) writes an answer
+        marked with ``writer``; this store's own answers are ordered by the service above it."""
+        return (
+            writer is not None
+            and writer != self._writer.token
+            and writer_alive(self._writers, writer)
+        )
 
     def _remove_folder(self, discussion_id: str) -> None:
         folder = self.artifacts_root / discussion_id
@@ -162,3 +183,9 @@ class StoreBase:
     def _require_message(self, c: sqlite3.Connection, message_id: str) -> None:
         if c.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is None:
             raise NotFoundError(f"no message {message_id!r} (deleted with its branch?)")
+
+
+def _cannot_grow(exc: sqlite3.OperationalError) -> bool:
+    """A write refused for lack of room (SQLITE_FULL) or failed by the file system (IOERR)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or "disk is full" in str(exc)

@@ -6,12 +6,14 @@ Pure functions over the store's records: the ``Store`` reads and writes, this mo
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
 from ..events import Status
+from ..jsonsafe import UnsafeJSON, loads
 from .errors import ImportFormatError
 from .models import (
     MESSAGE_STATUSES,
@@ -160,6 +162,21 @@ class ParsedExport:
     artifacts: dict[str, list[Artifact]] = field(default_factory=dict)
 
 
+MAX_EXPORT_BYTES = 256 << 20
+MAX_EXPORT_DEPTH = 64
+# Timestamps, positions and token counts beyond these are not data a store wrote.
+_MAX_NUMBER = 1e15
+_MAX_INT = 2**53
+
+
+def read_export(raw: str | bytes) -> Any:
+    """An export file's text as JSON, read with bounded work (size, nesting, finite numbers)."""
+    try:
+        return loads(raw, max_bytes=MAX_EXPORT_BYTES, max_depth=MAX_EXPORT_DEPTH)
+    except UnsafeJSON as exc:
+        raise ImportFormatError(f"this file cannot be imported: {exc}") from None
+
+
 def parse_json(data: Mapping[str, Any]) -> ParsedExport:
     """Check an export and decode it; ``ImportFormatError`` names the first field that is wrong."""
     if not isinstance(data, Mapping):
@@ -256,7 +273,8 @@ def _step(raw: Any, where: str, message_id: str) -> Step:
     return Step(
         n=0,
         message_id=message_id,
-        position=int(_num(raw, "position", where)),
+        position=_opt_int({"position": _get(raw, "position", where, _MISSING)}, "position", where)
+        or 0,
         step_id=_opt_str(raw, "step_id", where),
         kind=_str(raw, "kind", where),
         title=title,
@@ -345,6 +363,13 @@ def _num(raw: Mapping[str, Any], key: str, where: str, default: Any = _MISSING) 
     value = _get(raw, key, where, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ImportFormatError(f"{where}.{key}: expected a number, found {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ImportFormatError(f"{where}.{key}: {value} is not a finite number")
+    if abs(value) > _MAX_NUMBER:
+        shown = (
+            f"{value:.3g}" if isinstance(value, float) else f"a {len(str(abs(value)))}-digit number"
+        )
+        raise ImportFormatError(f"{where}.{key}: {shown} is out of range")
     return float(value)
 
 
@@ -353,7 +378,12 @@ def _opt_num(raw: Mapping[str, Any], key: str, where: str) -> float | None:
 
 
 def _opt_int(raw: Mapping[str, Any], key: str, where: str) -> int | None:
-    return None if raw.get(key) is None else int(_num(raw, key, where))
+    if raw.get(key) is None:
+        return None
+    value = _num(raw, key, where)
+    if not value.is_integer() or not 0 <= value <= _MAX_INT:
+        raise ImportFormatError(f"{where}.{key}: expected a whole number of at least 0")
+    return int(value)
 
 
 def _obj(

@@ -12,7 +12,7 @@ from typing import Any
 from ..events import Status
 from . import codec
 from .connection import StoreBase
-from .errors import NotFoundError, StoreError
+from .errors import AnswerInProgress, NotFoundError, StoreError
 from .models import MESSAGE_STATUSES, ROLES, Discussion, Message, MessageRole
 
 _TITLE_CHARS = 80
@@ -264,10 +264,16 @@ class TreeStore(StoreBase):
             parent = self._current_leaf(c, discussion_id) if parent_id is LEAF else parent_id
             if parent is not None:
                 row = c.execute(
-                    "SELECT discussion_id FROM messages WHERE id = ?", (parent,)
+                    "SELECT discussion_id, status, writer FROM messages WHERE id = ?", (parent,)
                 ).fetchone()
                 if row is None or row["discussion_id"] != discussion_id:
                     raise NotFoundError(f"no message {parent!r} in discussion {discussion_id!r}")
+                # Checked inside the write transaction, so two processes cannot both pass it.
+                if row["status"] == Status.RUNNING.value and self._writing(row["writer"]):
+                    raise AnswerInProgress(
+                        "the answer before this message is still being written (in another "
+                        "window or process): wait for it to finish or stop it, then send again"
+                    )
             c.execute(
                 "INSERT INTO messages (id, discussion_id, parent_id, role, content, status,"
                 " created_at, updated_at, model, sampling, error, metadata, writer)"
