@@ -126,9 +126,10 @@ def register_step_kinds(register: Any) -> None:
 
 
 @hookimpl
-def register_commands(subparsers: Any) -> None:
+def register_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "mcp",
+        parents=[common],  # the options every command shares
         help="MCP servers for the tool step (lollms-mcp)",
         description=f"MCP servers for the tool step, configured in {config_path()}.",
     )
