@@ -59,6 +59,9 @@ class StepFinished:
     generation_tokens: int = 0
     detail: str = ""  # e.g. the branch a condition took and the model's probability
     error: str = ""
+    # The output is the turn's answer (the kind declares ``answer``: a reply): front ends show it
+    # once, as the answer, not again in the trace.
+    answer: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,12 @@ class Progress:
     step_id: str
     done: int
     total: int
+    label: str = "progress"  # what the step is doing, in the runner's words: "painting"
 
 
-def progress_text(kind: str, done: int, total: int) -> str:
-    """A long step's progress as people see it, e.g. ``painting 3/20`` for text_to_image."""
-    return f"{'painting' if kind == 'text_to_image' else 'progress'} {done}/{total}"
+def progress_text(event: Progress) -> str:
+    """A long step's progress as people see it, e.g. ``painting 3/20``."""
+    return f"{event.label} {event.done}/{event.total}"
 
 
 @dataclass(frozen=True)

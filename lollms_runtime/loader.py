@@ -282,10 +282,10 @@ def _normalize(data: dict[str, Any], kinds: Mapping[str, StepKind]) -> None:
             item[kind] = body = {}
         if not isinstance(body, dict):
             return
-        ops = body.get("ops")
-        if kind == "post_process" and isinstance(ops, list):
-            body["ops"] = [{op: None} if isinstance(op, str) else op for op in ops]
         spec = kinds.get(kind)
+        ops = body.get(spec.operations) if spec and spec.operations else None
+        if spec and isinstance(ops, list):
+            body[spec.operations] = [{op: None} if isinstance(op, str) else op for op in ops]
         for key in spec.nested if spec else ():
             if key in body:
                 nested(body[key])

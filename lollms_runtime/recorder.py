@@ -139,7 +139,7 @@ class Recording:
             title=event.title,
             detail=event.detail,
             status=event.status,
-            output=None if event.kind == "reply" else _jsonable(event.output),
+            output=None if event.answer else _jsonable(event.output),
             duration_s=event.duration,
             prompt_tokens=event.prompt_tokens,
             generation_tokens=event.generation_tokens,

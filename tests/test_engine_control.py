@@ -11,7 +11,7 @@ from engine_support import done, error, finished, host, personality, reply, run,
 from lollms_runtime.backends.base import ChatMessage
 from lollms_runtime.engine import Engine, Limits, Turn, streamed_ids
 from lollms_runtime.events import Done, StepFinished, StepStarted
-from lollms_runtime.plugins import hookimpl
+from lollms_runtime.plugins import PluginHost, get_plugin_manager, hookimpl
 from lollms_runtime.testing import ScriptedTextBackend
 
 # -- limits --------------------------------------------------------------------------------
@@ -405,9 +405,10 @@ def test_streamed_ids_follow_sub_pipeline_calls(tmp_path: Path) -> None:
 
 
 def test_without_a_reply_step_the_last_generate_streams() -> None:
+    kinds = PluginHost(get_plugin_manager(load_entry_points=False)).step_kinds
     steps = [{"generate": {"id": "a"}}, {"generate": {"id": "b"}}]
-    assert streamed_ids(steps) == {"b"}
-    assert streamed_ids([{"set": {"x": 1}}]) == set()
+    assert streamed_ids(steps, kinds) == {"b"}
+    assert streamed_ids([{"set": {"x": 1}}], kinds) == set()
 
 
 def test_visible_tokens_in_branches(tmp_path: Path) -> None:

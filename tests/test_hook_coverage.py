@@ -13,7 +13,9 @@ TESTS = Path(__file__).resolve().parent
 # hook -> "file::test" that proves a plugin's implementation of it is used.
 HOOK_TESTS = {
     "register_personalities": "test_plugins.py::test_installed_plugin_personality_and_command",
-    "register_step_kinds": "test_plugins.py::test_a_plugin_step_kind_is_validated_like_a_builtin",
+    "register_step_kinds": (
+        "test_plugins.py::test_a_plugin_kind_defines_a_name_streams_into_the_reply_and_holds_nested_steps"
+    ),
     "register_postprocessors": (
         "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"
     ),
@@ -24,9 +26,7 @@ HOOK_TESTS = {
     "lollms_turn_started": (
         "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"
     ),
-    "lollms_step_finished": (
-        "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"
-    ),
+    "lollms_step_finished": "test_plugins.py::test_lollms_step_finished_receives_the_real_step_finished",
     "lollms_turn_finished": (
         "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"
     ),

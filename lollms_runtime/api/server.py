@@ -393,7 +393,8 @@ class _Completion:
         if self.done is not None and self.done.status == "cancelled":
             return "stop"
         limit = self.chat.sampling.get("max_tokens")
-        last = next((t for t in reversed(self.trace) if t["kind"] == "generate"), None)
+        # The last step that generated tokens (a step kind is known by what it did, not its name).
+        last = next((t for t in reversed(self.trace) if t["generation_tokens"]), None)
         if limit and last and last["generation_tokens"] >= limit:
             return "length"
         return "stop"

@@ -321,7 +321,7 @@ class Chat:
             step = self._find(view, event.step_id)
             if step is None:
                 return False
-            step.progress = progress_text(step.kind, event.done, event.total)
+            step.progress = progress_text(event)
         elif isinstance(event, StepFinished):
             step = view.steps.setdefault(
                 event.step_id + event.path, StepView(event.kind, event.title)
@@ -331,7 +331,7 @@ class Chat:
             step.tokens = event.generation_tokens or None
             step.detail = event.detail
             step.error = event.error
-            step.output = None if event.kind == "reply" else event.output
+            step.output = None if event.answer else event.output
         elif isinstance(event, ImageProduced):
             pass  # the service keeps it (if the store may serve it); shown() picks it up
         elif isinstance(event, Reply):

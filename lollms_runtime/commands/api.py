@@ -12,14 +12,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     from ..api.server import APIConfig, create_api, refusal_to_expose
     from ..api.serving import Served, api_keys
     from ..conversation import ConversationService
-    from ..runtime import Runtime
+    from ..runtime import runtime_from_args
     from ..store import Store
 
     keys = api_keys(args.api_key)
     refusal = refusal_to_expose(args.host, keys)
     if refusal:
         raise LollmsError(refusal)
-    runtime = Runtime(personalities=args.personalities, model=args.model)
+    runtime = runtime_from_args(args)
     store = Store()
     try:
         service = ConversationService(runtime, store)
@@ -52,8 +52,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.add_argument(
-        "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
-    )
     add_api_key_option(p)
     p.set_defaults(handler=cmd_api)

@@ -79,14 +79,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         TurnError,
         progress_text,
     )
-    from ..runtime import Runtime
+    from ..runtime import runtime_from_args
     from ..store import Store
 
     if args.continue_ and args.message is not None:
         raise LollmsError("--continue takes no message: it extends the discussion's last answer")
     if not args.continue_ and args.message is None:
         raise LollmsError("give the message to send, or --continue with --discussion ID")
-    runtime = Runtime(personalities=args.personalities, model=args.model)
+    runtime = runtime_from_args(args)
     cancel = threading.Event()
     out, err = sys.stdout, sys.stderr
     streamed: list[str] = []
@@ -107,7 +107,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             streamed.append(before)  # the answer so far, then what the model adds
             out.write(before)
             out.flush()
-    kinds: dict[str, str] = {}
     progress_shown = False
     try:
         for event in events:
@@ -118,14 +117,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             if progress_shown and not isinstance(event, Progress):
                 err.write("\n")  # end the progress line before anything else is printed
                 progress_shown = False
-            if isinstance(event, StepStarted):
-                kinds[event.step_id] = event.kind
             if isinstance(event, Token) and event.visible and not args.no_stream:
                 streamed.append(event.text)
                 out.write(event.text)
                 out.flush()
             elif isinstance(event, Progress):
-                label = progress_text(kinds.get(event.step_id, ""), event.done, event.total)
+                label = progress_text(event)
                 err.write(f"\r {label}")  # one line, rewritten in place
                 err.flush()
                 progress_shown = True
@@ -139,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if event.error:
                     line += f" — {event.error}"
                 print(line, file=err, flush=True)
-                if event.output is not None and event.kind not in ("reply",):
+                if event.output is not None and not event.answer:
                     shown = (
                         event.output
                         if isinstance(event.output, str)
@@ -185,9 +182,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("id", help="personality id, or the path of its file or folder")
     p.add_argument("message", nargs="?", help="the user's message (none with --continue)")
-    p.add_argument(
-        "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
-    )
     p.add_argument(
         "--set",
         action="append",

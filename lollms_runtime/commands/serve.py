@@ -11,7 +11,7 @@ from .api import add_api_key_option
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..app.server import launch, parse_auth
-    from ..runtime import Runtime
+    from ..runtime import runtime_from_args
     from ..store import Store
 
     try:
@@ -25,7 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     refusal = refusal_to_expose(args.host, keys)
     if refusal:
         print(f"warning: the API (/v1) is not started: {refusal}")
-    runtime = Runtime(personalities=args.personalities, model=args.model)
+    runtime = runtime_from_args(args)
     store = Store()
     if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         print(
@@ -61,9 +61,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     p.add_argument("--auth", metavar="USER:PASS", help="require this login")
-    p.add_argument(
-        "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
-    )
     p.add_argument(
         "--max-tokens", type=int, help="start the sampling panel at this many tokens per step"
     )

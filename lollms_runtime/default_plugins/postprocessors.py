@@ -229,6 +229,8 @@ OPERATIONS = (
         template,
         {"type": "string"},
         "Render a Jinja2 template; the input is available as text.",
+        template=True,
+        names=("text",),
     ),
 )
 

@@ -156,18 +156,13 @@ def _result(choices: Sequence[str], scores: Sequence[float]) -> ChoiceResult:
     return ChoiceResult(choice=choices[index], index=index, probabilities=probabilities)
 
 
-_backends: dict[tuple[str, str], MLXTextBackend] = {}
-_backends_lock = threading.Lock()
-
-
 def shared_backend(
     model: str = DEFAULT_MODEL, dtype: str = "auto", **options: Any
 ) -> MLXTextBackend:
-    """The one backend for ``model`` in this process (created on first use)."""
-    key = (model, dtype)
-    with _backends_lock:
-        backend = _backends.get(key)
-        if backend is None:
-            backend = MLXTextBackend(load_model(model, dtype), **options)
-            _backends[key] = backend
-        return backend
+    """The one backend for ``model`` in this process (created on first use; the runtime's cache
+    and this one are the same: :mod:`lollms_runtime.backends.shared`)."""
+    from ..backends.shared import shared
+
+    extra = {"dtype": dtype} if dtype != "auto" else {}
+    key = ("text", "mlx", model, tuple(sorted({**extra, **options}.items())))
+    return shared(key, lambda: MLXTextBackend(load_model(model, dtype), **options))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Generator, Mapping
 from typing import Any
 
@@ -22,19 +21,19 @@ NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_.\-/:]{1,128}$"}
 
 def run_tool(ctx: Any, body: Mapping[str, Any]) -> Generator[Any, None, Any]:
     """The ``tool`` runner: renders the arguments, the rest is :func:`lollms_mcp.tools.call`."""
-    from lollms_runtime.engine import Cancelled, StepError
+    from lollms_runtime.context import Cancelled, StepError
 
     from .client import McpCancelled, McpError
     from .tools import call
 
     arguments = _render(ctx, body.get("arguments") or {})
-    left = ctx.deadline - time.monotonic()  # the step's own time limit (timeout:)
+    left = ctx.time_left()  # the step's own time limit (timeout:)
     try:
         result = call(
             body["server"],
             body["name"],
             arguments,
-            timeout=left if left != float("inf") else None,
+            timeout=left,
             cancel=ctx.turn.cancel,
         )
     except McpCancelled:
@@ -127,9 +126,10 @@ def register_step_kinds(register: Any) -> None:
 
 
 @hookimpl
-def register_commands(subparsers: Any) -> None:
+def register_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "mcp",
+        parents=[common],  # the options every command shares
         help="MCP servers for the tool step (lollms-mcp)",
         description=f"MCP servers for the tool step, configured in {config_path()}.",
     )

@@ -24,8 +24,7 @@ TEMPLATE = {"type": "string", "description": "Jinja2 template."}
 def run_speak(ctx: Any, body: Mapping[str, Any]) -> Generator[Any, None, Any]:
     """The ``speak`` runner: reads the step's options from the context, the rest is
     :func:`lollms_speech.speech.speak` (plain arguments)."""
-    from lollms_runtime.engine import Cancelled, StepError
-    from lollms_runtime.events import Progress
+    from lollms_runtime.context import Cancelled, StepError
 
     from .backends import SpeechCancelled, SpeechError, Voice
     from .speech import Speech, speak
@@ -37,7 +36,7 @@ def run_speak(ctx: Any, body: Mapping[str, Any]) -> Generator[Any, None, Any]:
         speed=ctx.number(body, "speed", float) or 1.0,
     )
     name = ctx.render(body.get("backend", "")).strip() or DEFAULT_BACKEND
-    backends = speech_backends(ctx.engine.host.pm)
+    backends = speech_backends(ctx.plugins.pm)
     if name not in backends:
         raise StepError(
             f"no speech backend named {name!r}",
@@ -58,7 +57,7 @@ def run_speak(ctx: Any, body: Mapping[str, Any]) -> Generator[Any, None, Any]:
                     "backend": name,
                     "voice": voice.voice or voice.language,
                 }
-            yield Progress(ctx.step_id, item.index + 1, item.total)
+            yield ctx.progress(item.index + 1, item.total, "speaking")
             ctx.check_cancel()  # the step's time limit (timeout:) between two sentences
     except SpeechCancelled:
         raise Cancelled() from None
