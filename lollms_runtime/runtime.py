@@ -54,6 +54,7 @@ class Runtime:
         self.image_backend_name = image_backend
         self._lock = threading.Lock()
         self._text: dict[tuple[str, str], TextBackend] = {}
+        self._claimed: dict[str, str] = {}
         self._image: dict[tuple[str, str | None], ImageBackend] = {}
         self.engine = Engine(
             self.host,
@@ -68,7 +69,7 @@ class Runtime:
         self, personality: Personality | None = None, model: str | None = None
     ) -> TextBackend:
         """The shared text backend for ``model`` (default: the runtime's model)."""
-        key = (self.text_backend_name, model or self.model)
+        key = (self.text_backend_for(model or self.model), model or self.model)
         with self._lock:
             if key not in self._text:
                 factory = self.host.text_backends.get(key[0])
@@ -77,6 +78,19 @@ class Runtime:
                     raise LollmsError(f"no text backend named '{key[0]}' (installed: {known})")
                 self._text[key] = factory.create(model=key[1])
             return self._text[key]
+
+    def text_backend_for(self, model: str) -> str:
+        """The backend that serves ``model``: one that claims the spec, else the selected one."""
+        if model not in self._claimed:  # asked on every generate step: decided once per spec
+            self._claimed[model] = next(
+                (
+                    f.name
+                    for f in self.host.text_backends.values()
+                    if f.claims is not None and f.claims(model)
+                ),
+                self.text_backend_name,
+            )
+        return self._claimed[model]
 
     def image_backend(self, name: str | None = None, model: str | None = None) -> ImageBackend:
         key = (name or self.image_backend_name, model)
