@@ -10,7 +10,7 @@ from typing import Any
 
 from ..backends.base import ChoiceResult, FinishReason, GenerationRequest, Sampling, TextChunk
 from ..mlx.stops import StopFilter
-from .client import Client, RequestRefused
+from .client import Client, RemoteError, RequestRefused
 from .endpoints import RemoteModel
 
 # Sampling fields OpenAI's API does not define; vLLM, llama.cpp's server, mlx_lm.server, SGLang
@@ -146,6 +146,7 @@ class OpenAITextBackend:
         pieces = 0
         start = time.perf_counter()
         first: float | None = None
+        finished = False  # a finish_reason arrived: the stream was not cut short
         while True:
             events = self.client.stream_events(self.path(body), body, cancel)
             try:
@@ -159,6 +160,7 @@ class OpenAITextBackend:
                             pieces += 1
                             yield TextChunk(stops.feed(text))
                         if choice.get("finish_reason"):
+                            finished = True
                             finish = "length" if choice["finish_reason"] == "length" else "stop"
                     if stops.stopped:
                         finish = "stop"
@@ -169,6 +171,12 @@ class OpenAITextBackend:
                 else:
                     if cancel is not None and cancel.is_set():
                         finish = "cancelled"
+                    elif not finished:
+                        raise RemoteError(
+                            f"{self.remote.endpoint.url} closed the stream before the answer "
+                            "finished (no finish_reason)",
+                            "the server may have stopped or crashed; start it again and resend",
+                        )
                 self._remember(dropped)
                 break
             except RequestRefused as exc:  # before any event: nothing was shown yet
@@ -217,8 +225,6 @@ class OpenAITextBackend:
         return self._server
 
     def _detect_server(self) -> str:
-        from .client import RemoteError
-
         try:
             listed = self.client.get_json("models")
         except RemoteError:

@@ -106,29 +106,43 @@ def load_endpoints(path: Path | None = None) -> dict[str, Endpoint]:
             )
         try:
             found[str(name)] = _endpoint(str(name), body)
-        except ValueError as exc:
-            problems.append(doc.problem(where, str(exc), hint))
+        except _BadValue as exc:
+            at = (*where, exc.key) if exc.key in body else where
+            problems.append(doc.problem(at, str(exc), hint))
     if problems:
         raise PersonalityError(problems)
     return found
 
 
+class _BadValue(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def _endpoint(name: str, body: Mapping[str, Any]) -> Endpoint:
-    url = check_url(body.get("url"))
+    try:
+        url = check_url(body.get("url"))
+    except ValueError as exc:
+        raise _BadValue("url", str(exc)) from None
     models = body.get("models", [])
     if isinstance(models, str):
         models = [models]
     if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
-        raise ValueError("'models' must be a list of model names")
+        raise _BadValue("models", "'models' must be a list of model names")
     extra = body.get("extra_body", {})
     if not isinstance(extra, dict):
-        raise ValueError("'extra_body' must be a mapping of fields sent with every request")
+        raise _BadValue(
+            "extra_body", "'extra_body' must be a mapping of fields sent with every request"
+        )
     env = body.get("api_key_env", "")
     if not isinstance(env, str):
-        raise ValueError("'api_key_env' names an environment variable, e.g. OPENAI_API_KEY")
+        raise _BadValue(
+            "api_key_env", "'api_key_env' names an environment variable, e.g. OPENAI_API_KEY"
+        )
     server = body.get("server", "auto")
     if server not in SERVERS:
-        raise ValueError(f"'server' must be one of {', '.join(SERVERS)}, got {server!r}")
+        raise _BadValue("server", f"'server' must be one of {', '.join(SERVERS)}, got {server!r}")
     return Endpoint(
         name=name,
         server=server,
@@ -145,16 +159,16 @@ def _endpoint(name: str, body: Mapping[str, Any]) -> Endpoint:
 def _positive(body: Mapping[str, Any], key: str, default: float, allow_zero: bool = False) -> float:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"'{key}' must be a number, got {value!r}")
+        raise _BadValue(key, f"'{key}' must be a number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero) or value > 3600:
-        raise ValueError(f"'{key}' must be between {0 if allow_zero else 'above 0'} and 3600")
+        raise _BadValue(key, f"'{key}' must be between {0 if allow_zero else 'above 0'} and 3600")
     return float(value)
 
 
 def check_url(url: Any) -> str:
     """``url`` without a trailing slash, when it is an http(s) URL with a host."""
     if not isinstance(url, str) or not url:
-        raise ValueError("'url' is required, e.g. http://127.0.0.1:8080/v1")
+        raise ValueError("a URL is required, e.g. http://127.0.0.1:8080/v1")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8080/v1")
