@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -477,3 +478,45 @@ def test_option_probabilities_and_answer_matching() -> None:
     assert match_answer("It is a translation task: translate", ["translate", "chat"]) == 0
     assert match_answer("yes or no", ["yes", "no"]) == 0  # it starts with an option
     assert match_answer("either one, chat or translate", ["translate", "chat"]) is None
+
+
+# -- through the engine: what the trace says ---------------------------------------------------
+PERSONALITY = """\
+schema: 1
+id: remote_probe
+name: Remote probe
+conditioning: Be brief.
+sampling: {temperature: 0.5, top_k: 40, max_tokens: 8}
+pipeline:
+  - condition:
+      id: polite
+      ask: Is the message polite?
+      then: [{generate: {id: answer}}]
+      else: [{generate: {id: answer, prompt: "Say sorry."}}]
+  - reply: {text: "{{ answer }}"}
+"""
+
+
+def test_the_trace_names_the_choice_method_and_refused_fields(
+    server: tuple[Script, str], tmp_path: Path
+) -> None:
+    from lollms_runtime.events import Done, StepFinished
+    from lollms_runtime.events import Reply as Answer
+    from lollms_runtime.runtime import Runtime
+
+    script, url = server
+    folder = tmp_path / "remote_probe"
+    folder.mkdir()
+    (folder / "personality.yaml").write_text(PERSONALITY, encoding="utf-8")
+    script.add(Reply(200, answer("Yes", [("Yes", -0.2), ("No", -2.0)])))
+    script.add(Reply(400, {"error": {"message": "top_k is not a valid argument"}}))
+    script.add(Reply(events=[chunk("Hello"), chunk(" there."), chunk("", "stop"), USAGE]))
+    runtime = Runtime(personalities=[tmp_path], model=f"openai:{url}#m1")
+    events = list(runtime.run("remote_probe", "Please help, thank you!"))
+    assert isinstance(events[-1], Done) and events[-1].status == "ok", events
+    finished = {e.step_id: e for e in events if isinstance(e, StepFinished)}
+    assert finished["polite"].output == "then"
+    assert "(p=0.86, first-token logprobs)" in finished["polite"].detail
+    assert finished["answer"].detail == "not sent (refused by the endpoint): top_k"
+    assert (finished["answer"].prompt_tokens, finished["answer"].cached_tokens) == (12, 4)
+    assert next(e for e in events if isinstance(e, Answer)).text == "Hello there."
