@@ -231,13 +231,19 @@ def test_retries_give_up_with_an_actionable_error(server: tuple[Script, str]) ->
     assert len(script.requests) == 3
 
 
-def test_no_retry_after_the_first_token(server: tuple[Script, str]) -> None:
+# With a cancel event (as the engine always passes) the stream is read by a helper thread.
+WITH_AND_WITHOUT_CANCEL = pytest.mark.parametrize("cancellable", [False, True])
+
+
+@WITH_AND_WITHOUT_CANCEL
+def test_no_retry_after_the_first_token(server: tuple[Script, str], cancellable: bool) -> None:
     script, url = server
     script.add(Reply(events=[chunk("Half an"), chunk(" answer")], drop_after=1))
     script.add(Reply(events=[chunk("a second answer"), chunk("", "stop")]))
     shown: list[str] = []
+    cancel = threading.Event() if cancellable else None
     with pytest.raises(RemoteError) as caught:
-        for piece in backend_for(url).stream(ask()):
+        for piece in backend_for(url).stream(ask(), cancel):
             shown.append(piece.text)
     assert "".join(shown) == "Half an"
     assert "before the answer finished" in str(caught.value)
@@ -269,11 +275,13 @@ def test_read_timeout(server: tuple[Script, str]) -> None:
     assert "read_timeout" in caught.value.hint
 
 
-def test_timeout_between_events_mid_stream(server: tuple[Script, str]) -> None:
+@WITH_AND_WITHOUT_CANCEL
+def test_timeout_between_events_mid_stream(server: tuple[Script, str], cancellable: bool) -> None:
     script, url = server
     script.add(Reply(events=[chunk("a"), chunk("b")], gap=1.5))
+    cancel = threading.Event() if cancellable else None
     with pytest.raises(RemoteError, match=r"stopped sending for 0\.3 s"):
-        list(backend_for(url, read_timeout=0.3, retries=0).stream(ask()))
+        list(backend_for(url, read_timeout=0.3, retries=0).stream(ask(), cancel))
 
 
 def test_cancel_interrupts_the_backoff(server: tuple[Script, str]) -> None:
@@ -520,3 +528,16 @@ def test_the_trace_names_the_choice_method_and_refused_fields(
     assert finished["answer"].detail == "not sent (refused by the endpoint): top_k"
     assert (finished["answer"].prompt_tokens, finished["answer"].cached_tokens) == (12, 4)
     assert next(e for e in events if isinstance(e, Answer)).text == "Hello there."
+
+
+def test_cancel_returns_at_once_while_the_server_is_silent(server: tuple[Script, str]) -> None:
+    script, url = server
+    script.add(Reply(events=[chunk("first"), chunk("late"), chunk("", "stop")], gap=3.0))
+    cancel = threading.Event()
+    stream = backend_for(url).stream(ask(), cancel)
+    assert next(stream).text == "first"
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    rest = list(stream)
+    assert time.monotonic() - started < 1.5  # not the 3 s the server takes for its next event
+    assert [c.text for c in rest] == [""] and rest[-1].finish_reason == "cancelled"

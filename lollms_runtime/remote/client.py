@@ -10,9 +10,10 @@ request fields, and a stream it can close the moment a turn is cancelled.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import BackendUnavailable
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 30.0
+CANCEL_POLL = 0.05  # how often a stream waiting for the server looks at its cancel event
 
 
 class RemoteError(BackendUnavailable):
@@ -106,9 +108,7 @@ class Client:
         response = self._send("POST", path, body, cancel, stream=True)
         try:
             data: list[str] = []
-            for line in response.iter_lines():
-                if cancel is not None and cancel.is_set():
-                    return
+            for line in _lines(response, cancel):
                 if line.startswith("data:"):
                     data.append(line[5:].removeprefix(" "))
                 elif line.strip() or not data:
@@ -203,6 +203,45 @@ class Client:
             except ValueError:
                 pass  # an HTTP date: fall back to our own backoff
         return float(min(self.backoff * (2**attempt), MAX_BACKOFF))
+
+
+def _lines(response: httpx.Response, cancel: threading.Event | None) -> Iterator[str]:
+    """The response's lines; with ``cancel``, read by a helper thread so that a cancelled turn
+    returns at once even while the server sends nothing (a long prefill, a queued request)."""
+    if cancel is None:
+        yield from response.iter_lines()
+        return
+    lines: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for line in response.iter_lines():
+                lines.put(("line", line))
+                if stop.is_set():
+                    return
+            lines.put(("end", None))
+        except Exception as exc:  # handed to the reading side, which raises it
+            lines.put(("error", exc))
+
+    threading.Thread(target=read, name="lollms-remote-stream", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, value = lines.get(timeout=CANCEL_POLL)
+            except queue.Empty:
+                if cancel.is_set():
+                    return
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            if cancel.is_set():
+                return
+            yield value
+    finally:
+        stop.set()
 
 
 def _sleep(seconds: float, cancel: threading.Event | None) -> None:
