@@ -541,3 +541,22 @@ def test_cancel_returns_at_once_while_the_server_is_silent(server: tuple[Script,
     rest = list(stream)
     assert time.monotonic() - started < 1.5  # not the 3 s the server takes for its next event
     assert [c.text for c in rest] == [""] and rest[-1].finish_reason == "cancelled"
+
+
+def test_a_raw_prompt_goes_to_completions(server: tuple[Script, str]) -> None:
+    script, url = server
+    text_chunk = {"choices": [{"index": 0, "text": "Paris", "finish_reason": None}]}
+    script.add(Reply(events=[text_chunk, {"choices": [{"text": "", "finish_reason": "stop"}]}]))
+    legacy = {
+        "choices": [{"text": "yes", "logprobs": {"top_logprobs": [{" yes": -0.1, " no": -3}]}}]
+    }
+    script.add(Reply(200, legacy))
+    backend = backend_for(url)
+    request = GenerationRequest(messages=[], raw_prompt="Q: capital of France?\nA:")
+    assert "".join(c.text for c in backend.stream(request)) == "Paris"
+    path, body = script.requests[0]
+    assert path == "/v1/completions" and body["prompt"] == "Q: capital of France?\nA:"
+    assert "messages" not in body
+    result = backend.choose(request, ["yes", "no"])
+    assert (result.choice, result.method) == ("yes", "first-token logprobs")
+    assert script.requests[1][1]["logprobs"] == 10  # the completions API's own shape
