@@ -17,7 +17,7 @@ from conftest import run_lollms
 from lollms_runtime.errors import LollmsError, PersonalityError
 from lollms_runtime.plugins import PluginHost
 from lollms_runtime.remote.backend import OpenAITextBackend
-from lollms_runtime.remote.endpoints import claims, load_endpoints, resolve
+from lollms_runtime.remote.endpoints import claims, load_endpoints, personality_may_use, resolve
 from lollms_runtime.runtime import Runtime
 
 
@@ -77,6 +77,16 @@ def test_models_file_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     # An inline URL the file names gets the file's key and settings.
     assert resolve("openai:http://127.0.0.1:1234/v1#x").endpoint.api_key_env == "STUDIO_KEY"
     assert claims("studio") and claims("studio#llama-3.2-3b") and not claims("elsewhere")
+
+
+def test_a_personality_may_only_pick_endpoints_the_user_named() -> None:
+    assert not personality_may_use("studio")  # no models file yet
+    write_models(MODELS)
+    assert personality_may_use("studio") and personality_may_use("studio#llama-3.2-3b")
+    assert personality_may_use("openai:vllm#mistral")
+    assert personality_may_use("openai:http://127.0.0.1:1234/v1#qwen")  # the file names it
+    assert not personality_may_use("openai:http://attacker.example/v1#m")
+    assert not personality_may_use("elsewhere") and not personality_may_use("openai:")
 
 
 def test_models_file_errors_name_file_line_and_column() -> None:

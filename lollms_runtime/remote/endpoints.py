@@ -224,3 +224,26 @@ def _with_file_settings(endpoint: Endpoint) -> Endpoint:
         if known.url == endpoint.url:
             return known
     return endpoint
+
+
+def personality_may_use(spec: str) -> bool:
+    """Whether a personality's ``recommended_model`` (untrusted data) may select remote ``spec``.
+
+    Only endpoints the user named in the models file qualify: an inline ``openai:URL`` written by
+    a personality's author would send the user's conversation to a server the author chose.
+    """
+    target = spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec
+    where = target.partition("#")[0]
+    if not where or not models_file().is_file():
+        return False
+    try:
+        endpoints = load_endpoints()
+    except LollmsError:
+        return False
+    if "://" in where:
+        try:
+            url = check_url(where)
+        except ValueError:
+            return False
+        return any(e.url == url for e in endpoints.values())
+    return where in endpoints
