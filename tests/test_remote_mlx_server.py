@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from lollms_runtime.backends.base import ChatMessage, GenerationRequest, Sampling
-from lollms_runtime.events import Done, Event, Reply, StepFinished, Token, TurnError
+from lollms_runtime.events import Done, Event, Reply, Status, StepFinished, Token, TurnError
 from lollms_runtime.remote.backend import OpenAITextBackend
 from lollms_runtime.runtime import Runtime
 
@@ -90,7 +90,7 @@ def turn(runtime: Runtime, pid: str, message: str, **kwargs: Any) -> list[Event]
 
 def ok(events: list[Event]) -> list[Event]:
     done = events[-1]
-    assert isinstance(done, Done) and done.status == "ok", events
+    assert isinstance(done, Done) and done.status == Status.OK, events
     return events
 
 
@@ -176,7 +176,7 @@ def test_a_killed_server_is_a_clean_error_and_the_next_turn_works(
     try:
         events = turn(runtime, "gpt_for_art", "Imagine a tree.", settings={"paint": False})
         done = events[-1]
-        assert isinstance(done, Done) and done.status == "error"
+        assert isinstance(done, Done) and done.status == Status.FAILED
         error = next(e for e in events if isinstance(e, TurnError))
         assert f"cannot reach the model server at {server.url}" in error.message
         assert "start the server" in error.hint
