@@ -24,8 +24,10 @@ def shared_options() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--model",
-        help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file "
-        "(default: the personality's recommended_model when it names one, else 'default')",
+        help="model: 'default' (embedded), a Hugging Face id, a folder, a .gguf file, "
+        "openai:URL#MODEL (any OpenAI-compatible server) or an endpoint named in "
+        "$LOLLMS_HOME/models.yaml (default: the personality's recommended_model when it names "
+        "one, else 'default')",
     )
     common.add_argument(
         "--backend", metavar="NAME", help="text backend (see `lollms plugins`; default: mlx)"

@@ -94,6 +94,8 @@ class TextBackendFactory:
     name: str
     create: Callable[..., TextBackend]
     summary: str = ""
+    # Model specs this backend serves whichever backend is selected (e.g. ``openai:URL#MODEL``).
+    claims: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class Runtime:
         self._accepted: dict[str, str | None] = {}  # recommended_model -> what to load
         self.text_backend_name = text_backend or DEFAULT_TEXT_BACKEND
         self.image_backend_name = image_backend
+        self._claimed: dict[str, str] = {}
         self.engine = Engine(
             self.host,
             self.text_backend,
@@ -81,12 +82,25 @@ class Runtime:
         self, personality: Personality | None = None, model: str | None = None
     ) -> TextBackend:
         """The shared text backend for ``model`` (default: :meth:`model_for` ``personality``)."""
-        name = self.text_backend_name
+        chosen = model or self.model_for(personality)[0]
+        name = self.text_backend_for(chosen)
         factory = self.host.text_backends.get(name)
         if factory is None:
             raise LollmsError(self._no_backend(name))
-        chosen = model or self.model_for(personality)[0]
         return shared(("text", factory, chosen), lambda: factory.create(model=chosen))
+
+    def text_backend_for(self, model: str) -> str:
+        """The backend that serves ``model``: one that claims the spec, else the selected one."""
+        if model not in self._claimed:  # asked on every generate step: decided once per spec
+            self._claimed[model] = next(
+                (
+                    f.name
+                    for f in self.host.text_backends.values()
+                    if f.claims is not None and f.claims(model)
+                ),
+                self.text_backend_name,
+            )
+        return self._claimed[model]
 
     def image_backend(self, name: str | None = None, model: str | None = None) -> ImageBackend:
         name = name or self.image_backend_name
@@ -207,9 +221,13 @@ def acceptable_model(spec: str) -> str | None:
     else, such as a path elsewhere on the disk."""
     from .home import models_dir
     from .mlx.hub import parse_hub_spec
+    from .remote.endpoints import PREFIX, personality_may_use
 
     if spec == DEFAULT_MODEL:
         return spec
+    if spec.startswith(PREFIX) or personality_may_use(spec):
+        # Remote: only an endpoint the user named in models.yaml, never the author's own URL.
+        return spec if personality_may_use(spec) else None
     if parse_hub_spec(spec) is not None:
         # A spec that is also a path here would be loaded from the disk (resolve_model looks
         # there first): refused.

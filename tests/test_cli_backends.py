@@ -71,7 +71,7 @@ def test_an_unknown_backend_is_named_with_the_installed_ones(
 ) -> None:
     code, out, err = lollms(test_plugins_site, tmp_path, "run", "x", "hi", "--backend", "nope")
     assert (code, out) == (1, "")
-    assert err == "error: no text backend named 'nope' (installed: echo, mlx)\n"
+    assert err == "error: no text backend named 'nope' (installed: echo, mlx, openai)\n"
 
 
 def test_register_commands_hands_plugins_the_shared_options(

@@ -215,7 +215,11 @@ def test_installed_plugins_load_and_broken_ones_are_reported(test_plugins_site: 
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert "shout" in data["step_kinds"] and "reverse" in data["postprocessors"]
-    assert data["text_backends"] == ["echo", "mlx"]  # the plugin's, next to the built-in one
+    assert data["text_backends"] == [
+        "echo",
+        "mlx",
+        "openai",
+    ]  # the plugin's, next to the built-in ones
     assert data["image_backends"] == ["a1111", "blank", "mlx-diffusion", "openai-images"]
     assert "half_registered" not in data["step_kinds"]
     assert "never_registered" not in data["postprocessors"]

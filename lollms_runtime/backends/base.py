@@ -86,6 +86,7 @@ class TextChunk:
     generation_tokens: int = 0
     prompt_tps: float = 0.0
     generation_tps: float = 0.0
+    note: str = ""  # what the step's trace should say about this call (e.g. a refused field)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class ChoiceResult:
     choice: str
     index: int
     probabilities: Mapping[str, float]
+    method: str = ""  # how the choice was made, for the trace (e.g. "first-token logprobs")
 
     @property
     def probability(self) -> float:

@@ -77,6 +77,7 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
             close()
         if last is not None:
             ctx.count_tokens(last.prompt_tokens, last.generation_tokens, last.cached_tokens)
+            ctx.detail = last.note or ctx.detail  # e.g. sampling fields a remote server refused
     text = "".join(parts)
     if ctx.turn.cancel.is_set() or (last is not None and last.finish_reason == "cancelled"):
         if visible:
@@ -100,16 +101,18 @@ def judge_request(ctx: StepContext, question: str, options: Sequence[str]) -> Ge
     )
 
 
-def _choose(ctx: StepContext, question: str, options: Sequence[str]) -> tuple[str, float]:
+def _choose(ctx: StepContext, question: str, options: Sequence[str]) -> tuple[str, str]:
+    """The option the model picks, and how sure it is (and how it was asked) for the trace."""
     result = ctx.text_backend().choose(judge_request(ctx, question, options), options)
-    return result.choice, result.probability
+    how = f", {result.method}" if result.method else ""
+    return result.choice, f"p={result.probability:.2f}{how}"
 
 
 def _holds(ctx: StepContext, branch: Mapping[str, Any]) -> tuple[bool, str]:
     if "ask" in branch:
         question = ctx.render(branch["ask"])
-        answer, probability = _choose(ctx, question, ("yes", "no"))
-        return answer == "yes", f"asked {question!r}: {answer} (p={probability:.2f})"
+        answer, sure = _choose(ctx, question, ("yes", "no"))
+        return answer == "yes", f"asked {question!r}: {answer} ({sure})"
     value = ctx.evaluate(branch["if"])
     return bool(value), f"{branch['if']} -> {bool(value)}"
 
@@ -138,8 +141,8 @@ def run_condition(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     else:
         options = [str(o) for o in body["choose"]]
         question = ctx.render(body.get("question", "Which of these fits the message best?"))
-        key, probability = _choose(ctx, question, options)
-        detail = f"asked {question!r}: {key} (p={probability:.2f})"
+        key, sure = _choose(ctx, question, options)
+        detail = f"asked {question!r}: {key} ({sure})"
     cases = body.get("cases", {})
     if key in cases:
         ctx.detail = f"{detail} => case {key}"
