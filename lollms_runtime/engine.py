@@ -29,6 +29,7 @@ from .events import (
     Token,
     TurnError,
 )
+from .knowledge.variables import TurnLore
 from .personality import Personality
 from .plugins import PluginHost
 from .templating import TemplateError, evaluate, render, render_value
@@ -127,6 +128,7 @@ class StepContext:
                 "language": turn.personality.language,
             },
             "now": datetime.now().astimezone(),
+            "lore": TurnLore(self),  # the lorebook entries that fire, computed on first use
         }
 
     # -- templates -------------------------------------------------------------------------

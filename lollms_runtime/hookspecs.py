@@ -35,6 +35,11 @@ def register_image_backends(register: Any) -> None:
 
 
 @hookspec
+def register_embedding_backends(register: Any) -> None:
+    """Register embedding backends (dense retrieval): ``register(EmbeddingBackendFactory(...))``."""
+
+
+@hookspec
 def register_commands(subparsers: Any) -> None:
     """Add subcommands to the ``lollms`` CLI (an ``argparse`` subparsers object)."""
 

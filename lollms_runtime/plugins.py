@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "lollms_runtime.default_plugins.postprocessors",
     "lollms_runtime.default_plugins.mlx_backend",
     "lollms_runtime.default_plugins.image_backends",
+    "lollms_runtime.default_plugins.knowledge",
 )
 
 

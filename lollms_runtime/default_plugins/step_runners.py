@@ -20,6 +20,7 @@ from ..engine import (
     streamed_ids,
 )
 from ..events import ImageProduced, Progress, Reply, Token
+from ..knowledge.turn import with_knowledge
 
 INT_OPTIONS = ("top_k", "max_tokens", "seed")
 FLOAT_OPTIONS = ("temperature", "top_p", "min_p", "repetition_penalty")
@@ -43,7 +44,8 @@ def _messages(
     if history:
         messages.extend(ctx.turn.history)
     messages.append(ChatMessage("user", prompt))
-    return messages
+    # The turn's lore, and in the default chat the passages it retrieves (lollms_runtime.knowledge).
+    return with_knowledge(ctx, messages)
 
 
 def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
