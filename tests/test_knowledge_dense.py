@@ -12,9 +12,9 @@ import pytest
 from engine_support import finished, personality, reply
 
 from lollms_runtime.engine import Engine, Turn
+from lollms_runtime.knowledge.documents import Section
 from lollms_runtime.knowledge.embeddings import dense_search, embed_missing, factories, hybrid
 from lollms_runtime.knowledge.index import Index, Passage
-from lollms_runtime.knowledge.documents import Section
 from lollms_runtime.plugins import PluginHost, get_plugin_manager
 from lollms_runtime.testing import ScriptedTextBackend
 
