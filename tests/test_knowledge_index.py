@@ -128,7 +128,7 @@ def test_pdf_pages_are_read_and_located() -> None:
 def test_a_hostile_or_broken_pdf_is_refused_with_a_message() -> None:
     with pytest.raises(KnowledgeError, match=r"bad\.pdf: not a readable PDF"):
         read_bytes(b"%PDF-1.4\n" + b"\x00garbage" * 100, "bad.pdf")
-    with pytest.raises(KnowledgeError, match="bad.pdf"):
+    with pytest.raises(KnowledgeError, match=r"bad\.pdf"):
         read_bytes(b"%PDF-1.4\n1 0 obj << /Type /Pages /Kids [1 0 R] /Count 9999999 >>", "bad.pdf")
 
 
@@ -140,7 +140,7 @@ def test_a_huge_or_binary_file_is_refused(tmp_path: Path, monkeypatch: pytest.Mo
         read_bytes(b"x" * 1001, "big.txt")
     with pytest.raises(KnowledgeError, match="holds binary data"):
         read_bytes(b"ab\x00cd", "a.txt")
-    with pytest.raises(KnowledgeError, match="cannot read '.exe' documents"):
+    with pytest.raises(KnowledgeError, match=r"cannot read '\.exe' documents"):
         read_bytes(b"MZ", "a.exe")
 
 
@@ -201,7 +201,7 @@ def test_the_index_lives_under_lollms_home_never_in_the_package(tmp_path: Path) 
 
 def test_a_named_file_that_is_missing_is_reported(tmp_path: Path) -> None:
     p = personality(tmp_path, "knowledge: [nothere.md]\n")
-    with pytest.raises(KnowledgeError, match="'nothere.md': no such file in the personality"):
+    with pytest.raises(KnowledgeError, match=r"'nothere\.md': no such file in the personality"):
         personality_index(p)
 
 
@@ -280,7 +280,7 @@ def test_attached_files_join_the_discussions_index_and_the_default_chat_uses_the
 
 def test_attachments_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("lollms_runtime.knowledge.library.MAX_ATTACHMENT_BYTES", 10)
-    with pytest.raises(KnowledgeError, match="attachment a.txt: 11 bytes; the limit is 10"):
+    with pytest.raises(KnowledgeError, match=r"attachment a\.txt: 11 bytes; the limit is 10"):
         attach("d", "a.txt", b"x" * 11)
     with pytest.raises(KnowledgeError, match="is not a file name"):
         attach("d", "../..", b"x")
