@@ -64,6 +64,7 @@ def _saved_turn(
         personality = runtime.catalog.resolve(args.id)
         discussion = store.create_discussion(personality.id, model=runtime.model)
     print(f"(discussion {discussion.id})", file=sys.stderr)
+    _attach(discussion.id, args.attach)
     common: dict[str, Any] = {
         "settings": settings,
         "sampling": sampling,
@@ -87,6 +88,17 @@ def _saved_turn(
     store.add_message(discussion.id, "user", args.message)
     events = runtime.run(personality, args.message, history=history, **common)
     return record_turn(store, discussion.id, events, model=runtime.model, sampling=sampling), ""
+
+
+def _attach(discussion_id: str, files: list[str]) -> None:
+    """--attach FILE: the file joins the discussion's own index (lollms_runtime.knowledge)."""
+    from pathlib import Path
+
+    from ..knowledge.library import attach_file
+
+    for name in files:
+        added = attach_file(discussion_id, Path(name))
+        print(f"(attached {added['source']}: {added['chunks']} passage(s))", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -114,8 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = False
     settings, sampling = _parse_settings(args.set), _sampling(args)
     if args.no_save:
-        if args.continue_ or args.discussion:
-            raise LollmsError("--no-save cannot be used with --discussion or --continue")
+        if args.continue_ or args.discussion or args.attach:
+            raise LollmsError("--no-save cannot be used with --discussion, --continue or --attach")
         events = runtime.run(
             args.id, args.message, settings=settings, sampling=sampling, cancel=cancel
         )
@@ -232,5 +244,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-save", action="store_true", help="do not save the turn in the discussion store"
+    )
+    p.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a document (text, Markdown, HTML, PDF) the discussion's answers may draw on "
+        "(repeatable)",
     )
     p.set_defaults(handler=cmd_run)
