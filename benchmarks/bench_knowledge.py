@@ -13,13 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lollms_runtime.knowledge.documents import read_bytes
 from lollms_runtime.knowledge.index import Index
 from lollms_runtime.knowledge.library import sync_folder
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "knowledge"
 WORDS = [
     "harbour",
