@@ -30,9 +30,8 @@ _checked: dict[str, tuple[tuple[Any, ...], float]] = {}
 
 
 def knowledge_home() -> Path:
-    path = home() / "knowledge"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where the indexes live; folders are made by :class:`Index` when it writes one."""
+    return home() / "knowledge"
 
 
 def _slug(text: str) -> str:
