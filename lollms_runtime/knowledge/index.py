@@ -7,9 +7,11 @@ time or content digest changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -149,6 +151,7 @@ class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._readers = threading.local()  # one read connection per thread: no open per query
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode = WAL")  # kept by the file: readers never wait
@@ -282,13 +285,21 @@ class Index:
         return {r[0]: Passage(r[1], r[2], r[3], 0.0, r[0]) for r in rows}
 
     # -- reading -----------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, check_same_thread=True)
+            db.execute("PRAGMA query_only = ON")
+            self._readers.db = db
+        return db
+
     def search(self, query: str, limit: int = 3, min_score: float = 0.0) -> list[Passage]:
         """The best ``limit`` passages by BM25 (score: higher is better), at least ``min_score``."""
         match = fts_query(query)
         if not match:
             return []
         limit = max(1, min(limit, MAX_PASSAGES))
-        with self._connect() as db:
+        with contextlib.closing(self._reader().cursor()) as db:
             rows = db.execute(
                 "SELECT c.id, c.text, d.source, c.location, -bm25(chunks_fts) AS score "
                 "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "

@@ -146,13 +146,26 @@ def _sync(index: Index, files: Mapping[str, Path], report: SyncReport) -> None:
         report.removed.append(rel)
 
 
-def personality_index(personality: Any, *, recheck_after: float = 2.0) -> Index | None:
-    """The index of a personality's ``knowledge:`` documents, synced when they changed (checked
-    at most every ``recheck_after`` seconds); None when it names none."""
+_indexes: dict[Path, Index] = {}
+
+
+def _open(path: Path) -> Index:
+    """One :class:`Index` object per file in this process (its schema is set up once)."""
+    with _lock:
+        if path not in _indexes:
+            if len(_indexes) > 256:
+                _indexes.clear()
+            _indexes[path] = Index(path)
+        return _indexes[path]
+
+
+def personality_index(personality: Any) -> Index | None:
+    """The index of a personality's ``knowledge:`` documents, synced when a file's size or time
+    changed since the last sync in this process; None when it names none."""
     globs = patterns(personality.raw.get("knowledge"))
     if not globs:
         return None
-    index = Index(personality_index_path(personality.id, personality.folder))
+    index = _open(personality_index_path(personality.id, personality.folder))
     key = str(index.path)
     with _lock:
         files = matched_files(personality.folder, globs)
@@ -160,7 +173,7 @@ def personality_index(personality: Any, *, recheck_after: float = 2.0) -> Index 
             (rel, (s := p.stat()).st_size, s.st_mtime_ns) for rel, p in sorted(files.items())
         )
         seen = _checked.get(key)
-        if seen and seen[0] == signature and time.monotonic() - seen[1] < recheck_after:
+        if seen and seen[0] == signature and index.path.exists():
             return index
         sync_folder(index, personality.folder, globs)
         _checked[key] = (signature, time.monotonic())
@@ -174,7 +187,7 @@ def discussion_index(discussion_id: str | None, *, create: bool = False) -> Inde
     path = discussion_index_path(discussion_id)
     if not create and not path.exists():
         return None
-    return Index(path)
+    return _open(path)
 
 
 def _clean_name(filename: str) -> str:
