@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_support import finished, personality, reply, run
+from engine_support import error, finished, personality, reply, run
 
 from lollms_runtime.backends.base import ChatMessage
 from lollms_runtime.errors import PersonalityError
@@ -293,11 +293,19 @@ def test_templates_read_the_entries_that_fired(tmp_path: Path) -> None:
     assert reply(events).text == "Kingdom=key 'kingdom' in the chat;Rules=constant;"
 
 
-def test_a_broken_pattern_fails_the_turn_with_a_message(tmp_path: Path) -> None:
-    body = "lore:\n  entries:\n    - {keys: ['(a'], content: y, match: regex}\n"
-    events = run(personality(tmp_path, body), "hi", ScriptedTextBackend("x"))
-    from engine_support import error
-
-    assert "lore.entries[0].keys[0]: the pattern '(a' is not a valid regular expression" in (
-        error(events).message
+def test_a_broken_pattern_is_refused_at_load_with_its_place(tmp_path: Path) -> None:
+    body = "lore:\n  entries:\n    - keys: [ok, '(a']\n      content: y\n      match: regex\n"
+    with pytest.raises(PersonalityError) as caught:
+        personality(tmp_path, body)
+    assert str(caught.value).endswith(
+        "personality.yaml:7:18: lore.entries[0].keys[1]: the pattern '(a' is not a valid regular "
+        "expression (missing ) at position 2)\n"
+        "    hint: fix the pattern, or use match: whole_word to match the key as written"
     )
+
+
+def test_a_pattern_that_backtracks_fails_the_turn_with_a_message(tmp_path: Path) -> None:
+    body = "lore:\n  entries:\n    - {name: evil, keys: ['(a|aa)+$'], content: y, match: regex}\n"
+    events = run(personality(tmp_path, body), "a" * 40 + "!", ScriptedTextBackend("x"))
+    message = error(events).message
+    assert "lore.entries[0]: the pattern '(a|aa)+$' took longer than 0.05s" in message

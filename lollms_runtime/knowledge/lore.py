@@ -166,7 +166,8 @@ def compile_key(key: str, match: str, case_sensitive: bool, where: str) -> Any:
         return regex.compile(source, flags)
     except (regex.error, OverflowError, RecursionError) as exc:
         raise KnowledgeError(
-            f"{where}: the pattern {key!r} is not a valid regular expression ({exc})"
+            f"{where}: the pattern {key!r} is not a valid regular expression ({exc})",
+            "fix the pattern, or use match: whole_word to match the key as written",
         ) from None
 
 
@@ -243,7 +244,8 @@ def parse_lore(data: Mapping[str, Any] | None) -> Lorebook:
                 )
         if not keys and not entry.constant:
             raise KnowledgeError(
-                f"{where}: an entry needs keys (or constant: true to be always in)"
+                f"{where}: an entry needs keys (or constant: true to be always in)",
+                "add keys: [...] that should bring it into the context",
             )
         entries.append(entry)
     return Lorebook(
@@ -398,3 +400,22 @@ def apply(messages: Sequence[ChatMessage], result: LoreResult) -> list[ChatMessa
         at = max(floor, len(out) - fired.entry.depth)
         out.insert(at, ChatMessage(fired.entry.role, fired.entry.content))  # type: ignore[arg-type]
     return out
+
+
+_PLACE = regex.compile(r"^(lore(?:\.\w+|\[\d+\])*): (.*)$", regex.DOTALL)
+
+
+def check_lore(data: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """What :func:`parse_lore` refuses, as (document path, message, hint) for the loader's
+    ``file:line:col`` errors; empty when the lorebook is usable."""
+    try:
+        parse_lore(data)
+    except KnowledgeError as exc:
+        m = _PLACE.match(str(exc))
+        if m is None:
+            return [(("lore",), str(exc), exc.hint)]
+        path: list[str | int] = []
+        for name, index in regex.findall(r"\.?(\w+)|\[(\d+)\]", m.group(1)):
+            path.append(int(index) if index else name)
+        return [(tuple(path), m.group(2), exc.hint)]
+    return []
