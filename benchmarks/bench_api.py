@@ -86,6 +86,7 @@ def main() -> None:
 
     from lollms_runtime.api.server import APIConfig, create_api
     from lollms_runtime.api.serving import Served
+    from lollms_runtime.conversation import ConversationService
     from lollms_runtime.runtime import Runtime
 
     runtime = Runtime(personalities=[ROOT / "personalities"])
@@ -94,7 +95,9 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     served = Served(
-        create_api(runtime, Path(tempfile.mkdtemp()), APIConfig()), "127.0.0.1", port
+        create_api(ConversationService(runtime), Path(tempfile.mkdtemp()), APIConfig()),
+        "127.0.0.1",
+        port,
     ).serve(block=False)
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="-", max_retries=0)
     try:

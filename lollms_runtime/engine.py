@@ -23,9 +23,9 @@ from .events import (
     Done,
     Event,
     Reply,
+    Status,
     StepFinished,
     StepStarted,
-    StepStatus,
     Token,
     TurnError,
 )
@@ -247,7 +247,7 @@ class Engine:
         ctx = StepContext(self, turn)
         started = time.monotonic()
         self._hook("lollms_turn_started", turn=turn)
-        status: Any = "ok"
+        status = Status.OK
         try:
             pipeline = turn.personality.pipeline or DEFAULT_PIPELINE
             declared, ctx.streamed_ids = self._plan(pipeline)
@@ -257,21 +257,21 @@ class Engine:
             reply = ctx.reply or Reply(text=ctx.last_text or "")
             yield reply
         except Cancelled:
-            status = "cancelled"
+            status = Status.CANCELLED
             reply = Reply(text=ctx.last_text or "")
         except StepError as exc:
-            status = "error"
+            status = Status.FAILED
             reply = Reply(text="")
             yield TurnError(str(exc), ctx.step_id, exc.hint)
         except TemplateError as exc:
-            status = "error"
+            status = Status.FAILED
             reply = Reply(text="")
             yield TurnError(
                 f"step '{ctx.step_id}': {exc}", ctx.step_id, "fix the template in the personality"
             )
         except Exception as exc:  # a bug in a step kind or backend: the turn still ends cleanly
             log.exception("step %r failed unexpectedly", ctx.step_id)
-            status = "error"
+            status = Status.FAILED
             reply = Reply(text="")
             yield TurnError(
                 f"step '{ctx.step_id}' failed unexpectedly: {type(exc).__name__}: {exc}",
@@ -365,7 +365,7 @@ class Engine:
         started = time.monotonic()
 
         def finished(
-            status: StepStatus, output: Any = None, error: str = "", detail: str = ""
+            status: Status, output: Any = None, error: str = "", detail: str = ""
         ) -> StepFinished:
             return StepFinished(
                 step_id,
@@ -394,7 +394,7 @@ class Engine:
             when = body.get("when") if kind.common else None
             if when is not None and not ctx.evaluate(when):
                 closed = True
-                yield finished("skipped", detail=f"when: {when} was false")
+                yield finished(Status.SKIPPED, detail=f"when: {when} was false")
                 ctx.step_id, ctx.step_path = outer_id, outer_path
                 return None
 
@@ -421,21 +421,21 @@ class Engine:
                     message = str(exc)
                     if on_error == "continue":
                         closed = True
-                        yield finished("failed", error=message)
+                        yield finished(Status.FAILED, error=message)
                         ctx.step_id, ctx.step_path = outer_id, outer_path
                         return None
                     if on_error == "fallback":
                         output = ctx.value(body.get("fallback", ""))
                         self._store_output(ctx, kind, body, output)
                         closed = True
-                        yield finished("fallback", output, error=message)
+                        yield finished(Status.FALLBACK, output, error=message)
                         ctx.step_id, ctx.step_path = outer_id, outer_path
                         return output
                     hint = getattr(exc, "hint", "") or (
                         "set on_error: continue (or fallback) on this step to go on without it"
                     )
                     closed = True
-                    yield finished("failed", partial(), error=message)
+                    yield finished(Status.FAILED, partial(), error=message)
                     if isinstance(exc, StepFailed):  # a nested step's failure, already worded
                         raise exc
                     raise StepFailed(
@@ -445,14 +445,14 @@ class Engine:
                     ctx.deadline = float("inf")
             self._store_output(ctx, kind, body, output)
             closed = True
-            yield finished("ok", output, detail=ctx.detail)
-            result = StepFinished(step_id, kind_name, title, path, "ok", output)
+            yield finished(Status.OK, output, detail=ctx.detail)
+            result = StepFinished(step_id, kind_name, title, path, Status.OK, output)
             self._hook("lollms_step_finished", turn=ctx.turn, step=step, result=result)
             ctx.step_id, ctx.step_path = outer_id, outer_path
             return output
         except Cancelled:
             if not closed:
-                yield finished("cancelled", partial(), detail=ctx.detail)
+                yield finished(Status.CANCELLED, partial(), detail=ctx.detail)
             raise
         except Exception as exc:  # a limit, a template error in `when`, a bug in a step kind
             if not closed:
@@ -461,7 +461,7 @@ class Engine:
                     if isinstance(exc, LollmsError | TemplateError)
                     else f"{type(exc).__name__}: {exc}"
                 )
-                yield finished("failed", partial(), error=error, detail=ctx.detail)
+                yield finished(Status.FAILED, partial(), error=error, detail=ctx.detail)
             raise
         finally:
             # ctx.step_id stays on a failed step: the turn's error names it.

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-# "cancelled": the turn was stopped (Stop button, Ctrl-C) while the step ran.
-StepStatus = Literal["ok", "skipped", "failed", "fallback", "cancelled"]
-TurnStatus = Literal["ok", "error", "cancelled"]
+
+class Status(enum.StrEnum):
+    """Where a step, an answer or a whole turn stands: one vocabulary for the events, the store
+    (stored as is) and every front end. A ``StrEnum``, so ``Status.OK == "ok"``."""
+
+    RUNNING = "running"  # a step under way, or an answer still being written
+    OK = "ok"
+    SKIPPED = "skipped"  # a step whose ``when`` was false
+    FALLBACK = "fallback"  # a step that failed and went on with its ``fallback`` value
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped on purpose (Stop button, Ctrl-C)
+    INTERRUPTED = "interrupted"  # its writer went away (process killed) before it finished
+
+
+# What a finished step may report, and what a turn (``Done``) or a finished answer may end with.
+STEP_END: frozenset[Status] = frozenset(
+    {Status.OK, Status.SKIPPED, Status.FALLBACK, Status.FAILED, Status.CANCELLED}
+)
+TURN_END: frozenset[Status] = frozenset({Status.OK, Status.FAILED, Status.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -34,7 +51,7 @@ class StepFinished:
     kind: str
     title: str
     path: str
-    status: StepStatus
+    status: Status  # one of STEP_END
     output: Any = None
     duration: float = 0.0
     prompt_tokens: int = 0
@@ -85,7 +102,7 @@ class TurnError:
 
 @dataclass(frozen=True)
 class Done:
-    status: TurnStatus
+    status: Status  # one of TURN_END
     text: str = ""
     duration: float = 0.0
     prompt_tokens: int = 0

@@ -21,8 +21,10 @@ import pytest
 
 from lollms_runtime.api.server import APIConfig, create_api, refusal_to_expose
 from lollms_runtime.api.serving import Served
+from lollms_runtime.conversation import ConversationService
 from lollms_runtime.engine import Engine
 from lollms_runtime.runtime import Runtime
+from lollms_runtime.store import Store
 from lollms_runtime.testing import ScriptedImageBackend, ScriptedTextBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +32,16 @@ KEY = "sk-test-0123456789"
 
 
 class Server:
-    def __init__(self, runtime: Runtime, text: ScriptedTextBackend, url: str, root: Path) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        text: ScriptedTextBackend,
+        url: str,
+        root: Path,
+        service: ConversationService,
+    ) -> None:
         self.runtime, self.text, self.url, self.root = runtime, text, url, root
+        self.service = service
 
     def client(self, key: str = KEY) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=30)
@@ -50,14 +60,17 @@ def server(tmp_path: Path) -> Iterator[Server]:
     runtime.engine = Engine(
         runtime.host, text, ScriptedImageBackend(), resolve_personality=runtime.catalog.get
     )
-    root = tmp_path / "artifacts"
     port = _port()
-    app = create_api(runtime, root, APIConfig(keys=[KEY, "second-key"], max_body_bytes=64_000))
-    served = Served(app, "127.0.0.1", port).serve(block=False)
+    store = Store(tmp_path / "discussions.sqlite3")
+    service = ConversationService(runtime, store)
+    config = APIConfig(keys=[KEY, "second-key"], max_body_bytes=64_000)
+    served = Served(create_api(service, store.artifacts_root, config), "127.0.0.1", port)
+    served.serve(block=False)
     try:
-        yield Server(runtime, text, f"http://127.0.0.1:{port}", root)
+        yield Server(runtime, text, f"http://127.0.0.1:{port}", store.artifacts_root, service)
     finally:
         served.close()
+        store.close()
 
 
 def _post(url: str, body: bytes, key: str = KEY) -> tuple[int, dict[str, Any]]:
@@ -212,6 +225,7 @@ def test_settings_reach_the_pipeline_and_images_come_back(server: Server) -> Non
     extra = response.model_extra or {}
     (url,) = extra["images"]
     assert url.startswith(server.url + "/v1/files/api/chatcmpl-")
+    assert server.root in (server.root / url.split("/v1/files/")[1]).resolve().parents
     assert f"![image]({url})" in (response.choices[0].message.content or "")
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {KEY}"})
     with urllib.request.urlopen(request, timeout=10) as got:
@@ -257,7 +271,7 @@ def test_bodies_are_bounded_and_checked(server: Server) -> None:
     status, body = _post(url, b"{not json")
     assert status == 400 and body["error"]["code"] == "invalid_json"
     status, body = _post(url, b"[" * 10_000 + b"]" * 10_000)
-    assert status == 400 and "nests deeper" in body["error"]["message"]
+    assert status == 400 and "nests deeper than 32 levels" in body["error"]["message"]
     status, body = _post(url, b'{"model": "assistant", "temperature": NaN, "messages": []}')
     assert status == 400 and body["error"]["code"] == "invalid_json"
     many = {"model": "assistant", "messages": [{"role": "user", "content": ""}] * 1001}
@@ -315,7 +329,7 @@ def test_without_keys_only_loopback_is_served(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     runtime = Runtime(personalities=[ROOT / "personalities"])
-    app = create_api(runtime, tmp_path)
+    app = create_api(ConversationService(runtime), tmp_path)
     remote = TestClient(app, client=("203.0.113.9", 5000))
     response = remote.get("/v1/models")
     assert response.status_code == 403
@@ -335,7 +349,9 @@ def test_busy_is_503_with_retry_after(tmp_path: Path) -> None:
     )
     port = _port()
     served = Served(
-        create_api(runtime, tmp_path, APIConfig(max_running_turns=1)), "127.0.0.1", port
+        create_api(ConversationService(runtime), tmp_path, APIConfig(max_running_turns=1)),
+        "127.0.0.1",
+        port,
     ).serve(block=False)
     try:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
@@ -354,3 +370,76 @@ def test_busy_is_503_with_retry_after(tmp_path: Path) -> None:
     finally:
         gate.set()
         served.close()
+
+
+def test_saved_discussions_through_the_api(server: Server) -> None:
+    server.text.enqueue("Nice to meet you, Ann.", "Your name is Ann.")
+    client = server.client()
+    first = client.chat.completions.create(
+        model="assistant",
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "I am Ann."},
+        ],
+        extra_body={"discussion": "new"},
+    )
+    did = (first.model_extra or {})["discussion_id"]
+    saved = [(m.role, m.content) for m in server.service.history(did)]
+    assert saved == [
+        ("user", "Hi"),
+        ("assistant", "Hello!"),
+        ("user", "I am Ann."),
+        ("assistant", "Nice to meet you, Ann."),
+    ]
+    # Continuing a saved discussion: only the new message is needed, the history is the store's.
+    client.chat.completions.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "What is my name?"}],
+        extra_body={"discussion": did},
+    )
+    assert [m.content for m in server.service.history(did)][-2:] == [
+        "What is my name?",
+        "Your name is Ann.",
+    ]
+    assert [m.role for m in server.text.history[-1].messages][-3:] == ["user", "assistant", "user"]
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="assistant",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"discussion": "nope"},
+        )
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="router",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"discussion": did},
+        )
+    assert "is with 'assistant', not 'router'" in info.value.body["message"]  # type: ignore[index]
+
+
+def test_a_saved_turn_whose_client_leaves_is_saved_as_cancelled(server: Server) -> None:
+    server.text.enqueue(" ".join(f"w{i}" for i in range(300)))
+    server.text.on_chunk = lambda emitted: time.sleep(0.02)
+    stream = server.client().chat.completions.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "talk"}],
+        stream=True,
+        extra_body={"discussion": "new"},
+    )
+    for i, _chunk in enumerate(stream):
+        if i == 5:
+            break
+    stream.close()
+    deadline = time.monotonic() + 15
+    answer = None
+    while time.monotonic() < deadline:
+        found = server.service.discussions()
+        if found:
+            answer = server.service.history(found[0].id)[-1]
+            if answer.role == "assistant" and answer.status != "running":
+                break
+        time.sleep(0.2)
+    assert answer is not None and answer.role == "assistant"
+    assert answer.status == "cancelled"
+    assert answer.content.startswith("w0 w1 w2") and len(answer.content.split()) < 300

@@ -12,6 +12,7 @@ import pytest
 
 from lollms_runtime.api.server import APIConfig, create_api
 from lollms_runtime.api.serving import Served
+from lollms_runtime.conversation import ConversationService
 from lollms_runtime.runtime import Runtime
 
 pytestmark = pytest.mark.model
@@ -24,7 +25,9 @@ def client(mlx_backend: object, tmp_path: Path) -> Iterator[openai.OpenAI]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    served = Served(create_api(runtime, tmp_path, APIConfig()), "127.0.0.1", port)
+    served = Served(
+        create_api(ConversationService(runtime), tmp_path, APIConfig()), "127.0.0.1", port
+    )
     served.serve(block=False)
     try:
         yield openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="-", max_retries=0)

@@ -7,13 +7,13 @@ directly. Every refusal is an :class:`APIError` naming the field, in OpenAI's wo
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import ChatMessage
+from ..jsonsafe import UnsafeJSON, loads
 from ..personality import Personality
 from .errors import APIError, bad
 
@@ -50,48 +50,15 @@ class ChatRequest:
     include_usage: bool = False
     trace: bool = False
     user: str = ""
+    discussion: str | None = None  # "new", or the id of a saved discussion to continue
 
 
 def parse_json(raw: bytes) -> Any:
     """The body as JSON; refuses what is not JSON, ``NaN``/``Infinity`` and runaway nesting."""
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON number")
-
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise bad("the request body is not UTF-8 text", None, "invalid_json") from None
-    if _depth(text) > MAX_JSON_DEPTH:
-        raise bad(
-            f"the request body nests deeper than {MAX_JSON_DEPTH} levels", None, "invalid_json"
-        )
-    try:
-        return json.loads(text, parse_constant=no_constants)
-    except (ValueError, RecursionError) as exc:
-        raise bad(f"the request body is not valid JSON: {exc}", None, "invalid_json") from None
-
-
-def _depth(text: str) -> int:
-    """Deepest bracket nesting outside strings (a cheap scan before the parser recurses)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+        return loads(raw, max_bytes=len(raw), max_depth=MAX_JSON_DEPTH)
+    except UnsafeJSON as exc:
+        raise bad(f"the request body is refused: {exc}", None, "invalid_json") from None
 
 
 def parse_chat_request(body: Any) -> ChatRequest:
@@ -115,6 +82,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise bad("'stream_options' must be an object", "stream_options")
     include_usage = bool(options and options.get("include_usage") is True)
     user = body.get("user", "")
+    discussion = body.get("discussion")
+    if discussion is not None and (not isinstance(discussion, str) or not discussion):
+        raise bad("'discussion' must be \"new\" or the id of a saved discussion", "discussion")
     return ChatRequest(
         model=model,
         message=message,
@@ -126,6 +96,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         include_usage=include_usage,
         trace=_flag(body, "trace"),
         user=user if isinstance(user, str) else "",
+        discussion=discussion,
     )
 
 

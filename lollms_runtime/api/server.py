@@ -24,10 +24,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from ..conversation import ConversationService, Turn
 from ..errors import LollmsError
 from ..events import Done, Event, ImageProduced, Reply, StepFinished, StepStarted, Token, TurnError
 from ..personality import Personality
-from ..runtime import Runtime
+from ..store import StoreError
 from .errors import APIError, bad
 from .requests import ChatRequest, check_sampling, check_settings, parse_chat_request, parse_json
 
@@ -91,9 +92,13 @@ class _Turns:
             self.running -= 1
 
 
-def create_api(runtime: Runtime, artifacts_root: Path, config: APIConfig | None = None) -> FastAPI:
-    """The API as a FastAPI app (``lollms serve`` mounts the web app on the same one)."""
+def create_api(
+    service: ConversationService, artifacts_root: Path, config: APIConfig | None = None
+) -> FastAPI:
+    """The API as a FastAPI app over the conversation service (``lollms serve`` mounts the web
+    app on the same one). Painted files are served from ``artifacts_root`` (the store's)."""
     config = config or APIConfig()
+    runtime = service.runtime
     app = FastAPI(
         title="lollms-runtime",
         summary="Every personality as an OpenAI-compatible model.",
@@ -200,25 +205,26 @@ def create_api(runtime: Runtime, artifacts_root: Path, config: APIConfig | None 
         if chat.system:
             conditioning = f"{target.conditioning.rstrip()}\n\n{chat.system}".strip()
             target = dataclasses.replace(target, conditioning=conditioning)
+        discussion = _discussion(service, chat, target)
         turns.enter()
-        completion = _Completion(
-            chat, f"chatcmpl-{uuid.uuid4().hex}", _file_url(request, artifacts_root)
-        )
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        completion = _Completion(chat, cid, _file_url(request, artifacts_root))
         cancel = threading.Event()
-        folder = artifacts_root / "api" / completion.id
-        events = _pump(
-            lambda: runtime.run(
-                target,
-                chat.message,
-                history=chat.history,
-                settings=settings,
-                sampling=chat.sampling,
-                artifacts_dir=folder,
-                cancel=cancel,
-            ),
-            cancel,
-            turns.leave,
-        )
+
+        def start() -> Turn:
+            if discussion is not None:
+                did = discussion or service.new_with_history(target.id, chat.history).id
+                completion.discussion_id = did
+                return service.send(
+                    target, chat.message, discussion_id=did, settings=settings,
+                    sampling=chat.sampling, cancel=cancel,
+                )  # fmt: skip
+            return service.run_turn(
+                target, chat.message, history=chat.history, settings=settings,
+                sampling=chat.sampling, cancel=cancel, artifacts_dir=artifacts_root / "api" / cid,
+            )  # fmt: skip
+
+        events = _pump(start, cancel, turns.leave)
         if chat.stream:
             return StreamingResponse(
                 completion.stream(events, cancel),
@@ -228,6 +234,28 @@ def create_api(runtime: Runtime, artifacts_root: Path, config: APIConfig | None 
         return JSONResponse(await completion.whole(events, request, cancel))
 
     return app
+
+
+def _discussion(service: ConversationService, chat: ChatRequest, target: Personality) -> str | None:
+    """``None``: not saved; ``""``: a new discussion; else the saved discussion to continue."""
+    if chat.discussion is None:
+        return None
+    if not service.keeps_discussions:
+        raise bad("this server keeps no discussions", "discussion", "unsupported_value")
+    if chat.discussion == "new":
+        return ""
+    try:
+        saved = service.get(chat.discussion)
+    except (LollmsError, StoreError):
+        raise APIError(
+            404, f"no discussion '{chat.discussion}'", "discussion", "not_found"
+        ) from None
+    if saved.personality_id != target.id:
+        raise bad(
+            f"discussion '{chat.discussion}' is with '{saved.personality_id}', not '{target.id}'",
+            "discussion",
+        )
+    return saved.id
 
 
 def _file_url(request: Request, root: Path) -> Callable[[Path], str]:
@@ -309,7 +337,7 @@ class _Completion:
         self.reply: Reply | None = None
         self.done: Done | None = None
         self.error: TurnError | None = None
-        self.visible_max: tuple[int, int] = (0, 0)  # (generated, max) of the last visible step
+        self.discussion_id: str | None = None
 
     # -- events -----------------------------------------------------------------------------
     def see(self, event: Event) -> dict[str, Any] | None:
@@ -381,6 +409,8 @@ class _Completion:
             extra["images"] = self.images
         if self.chat.trace:
             extra["trace"] = self.trace
+        if self.discussion_id:
+            extra["discussion_id"] = self.discussion_id
         return extra
 
     # -- whole ------------------------------------------------------------------------------

@@ -45,7 +45,9 @@ def launch(
     store.artifacts_root.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=4)
     server = (
-        create_api(runtime, store.artifacts_root, APIConfig(keys=api_keys)) if api else FastAPI()
+        create_api(app.service, store.artifacts_root, APIConfig(keys=api_keys))
+        if api
+        else FastAPI()
     )
     server = gr.mount_gradio_app(
         server,

@@ -11,17 +11,23 @@ from ..errors import LollmsError
 def cmd_api(args: argparse.Namespace) -> int:
     from ..api.server import APIConfig, create_api, refusal_to_expose
     from ..api.serving import Served, api_keys
-    from ..home import artifacts_dir
+    from ..conversation import ConversationService
     from ..runtime import Runtime
+    from ..store import Store
 
     keys = api_keys(args.api_key)
     refusal = refusal_to_expose(args.host, keys)
     if refusal:
         raise LollmsError(refusal)
     runtime = Runtime(personalities=args.personalities, model=args.model)
-    app = create_api(runtime, artifacts_dir(), APIConfig(keys=keys))
-    print(f"lollms API: http://{args.host}:{args.port}/v1 ({len(keys)} key(s))", flush=True)
-    Served(app, args.host, args.port).serve(block=True)
+    store = Store()
+    try:
+        service = ConversationService(runtime, store)
+        app = create_api(service, store.artifacts_root, APIConfig(keys=keys))
+        print(f"lollms API: http://{args.host}:{args.port}/v1 ({len(keys)} key(s))", flush=True)
+        Served(app, args.host, args.port).serve(block=True)
+    finally:
+        store.close()
     return 0
 
 

@@ -42,52 +42,29 @@ def _event_json(event: Any) -> str:
 
 
 def _saved_turn(
-    runtime: Any,
+    service: Any,
     args: argparse.Namespace,
     settings: dict[str, Any],
     sampling: dict[str, Any],
     cancel: threading.Event,
-) -> tuple[Any, str]:
-    """Run the turn inside a discussion of the store (a new one, or --discussion ID); with
-    --continue, extend its last answer. Returns the events and any answer text already there."""
-    from ..recorder import history_of, record_turn
-    from ..store import Store
-
-    store = Store()
-    if args.discussion:
-        discussion = store.get_discussion(args.discussion)
-        personality = runtime.catalog.resolve(args.id)
-        settings = {**store.get_settings(personality.id), **settings}
-    elif args.continue_:
+) -> Any:
+    """The turn inside a discussion of the store (a new one, or --discussion ID); with
+    --continue, extending its last answer (``turn.prefix`` is the text already there)."""
+    runtime = service.runtime
+    if args.continue_ and not args.discussion:
         raise LollmsError("--continue needs --discussion ID (see `lollms discussions`)")
+    personality = runtime.catalog.resolve(args.id)
+    if args.discussion:
+        discussion_id = service.get(args.discussion).id
+        settings = {**service.settings(personality.id), **settings}
     else:
-        personality = runtime.catalog.resolve(args.id)
-        discussion = store.create_discussion(personality.id, model=runtime.model)
-    print(f"(discussion {discussion.id})", file=sys.stderr)
-    _attach(discussion.id, args.attach)
-    common: dict[str, Any] = {
-        "settings": settings,
-        "sampling": sampling,
-        "discussion_id": discussion.id,
-        "artifacts_dir": store.artifact_dir(discussion.id),
-        "cancel": cancel,
-    }
+        discussion_id = service.new(personality.id).id
+    print(f"(discussion {discussion_id})", file=sys.stderr)
+    _attach(discussion_id, args.attach)
+    common: dict[str, Any] = {"settings": settings, "sampling": sampling, "cancel": cancel}
     if args.continue_:
-        thread = store.thread(discussion.id)
-        if len(thread) < 2 or thread[-1].role != "assistant" or thread[-2].role != "user":
-            raise LollmsError(
-                f"nothing to continue in discussion {discussion.id}: its last message is not an "
-                "answer; send a message instead"
-            )
-        answer, user = thread[-1], thread[-2]
-        events = runtime.continue_answer(
-            personality, user.content, answer.content, history=history_of(thread[:-2]), **common
-        )
-        return record_turn(store, discussion.id, events, continue_id=answer.id), answer.content
-    history = history_of(store.thread(discussion.id))
-    store.add_message(discussion.id, "user", args.message)
-    events = runtime.run(personality, args.message, history=history, **common)
-    return record_turn(store, discussion.id, events, model=runtime.model, sampling=sampling), ""
+        return service.continue_(personality, discussion_id, **common)
+    return service.send(personality, args.message, discussion_id=discussion_id, **common)
 
 
 def _attach(discussion_id: str, files: list[str]) -> None:
@@ -102,6 +79,7 @@ def _attach(discussion_id: str, files: list[str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..conversation import ConversationService
     from ..events import (
         Done,
         ImageProduced,
@@ -114,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress_text,
     )
     from ..runtime import Runtime
+    from ..store import Store
 
     if args.continue_ and args.message is not None:
         raise LollmsError("--continue takes no message: it extends the discussion's last answer")
@@ -128,11 +107,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.no_save:
         if args.continue_ or args.discussion or args.attach:
             raise LollmsError("--no-save cannot be used with --discussion, --continue or --attach")
-        events = runtime.run(
+        service = ConversationService(runtime)  # no store: nothing is saved
+        events = service.run_turn(
             args.id, args.message, settings=settings, sampling=sampling, cancel=cancel
         )
     else:
-        events, before = _saved_turn(runtime, args, settings, sampling, cancel)
+        service = ConversationService(runtime, Store())
+        events = _saved_turn(service, args, settings, sampling, cancel)
+        before = events.prefix
         if before and not args.json and not args.no_stream:
             streamed.append(before)  # the answer so far, then what the model adds
             out.write(before)
@@ -200,9 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     file=err,
                 )
     except KeyboardInterrupt:
-        cancel.set()
-        for _ in events:  # let the turn wind down and save what it has
-            pass
+        events.close()  # let the turn wind down and save what it has
         print("\n(cancelled)", file=err)
         return 130
     return 1 if failed else 0
