@@ -4,28 +4,33 @@ retrieves, and the ``retrieve`` step's search. Called from the generate path wit
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..backends.base import ChatMessage
 from .index import Index, Passage
 from .limits import MAX_PASSAGES, KnowledgeError
-from .lore import LoreResult, apply, parse_lore, select
+from .lore import Lorebook, LoreResult, apply, parse_lore, select
 
 _LORE = "_lollms_lore"
 _AUTO = "_lollms_auto_passages"
 AUTO_PASSAGES = 3
-_books: dict[tuple[str, int], Any] = {}
 
 
-def lorebook(personality: Any) -> Any:
-    """The parsed lorebook of a personality, parsed once per personality object."""
-    key = (personality.id, id(personality))
-    if key not in _books:
-        if len(_books) > 256:
-            _books.clear()
-        _books[key] = parse_lore(personality.raw.get("lore"))
-    return _books[key]
+def lorebook(personality: Any) -> Lorebook:
+    """The parsed lorebook of a personality; parsed once per distinct ``lore:`` content (a
+    personality reloaded with other entries gets them, the same one is not parsed twice)."""
+    data = personality.raw.get("lore")
+    if not data:
+        return Lorebook(())
+    return _parsed(json.dumps(data, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(source: str) -> Lorebook:
+    return parse_lore(json.loads(source))
 
 
 def turn_lore(ctx: Any) -> LoreResult:
