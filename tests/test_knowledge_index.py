@@ -321,3 +321,27 @@ def test_query_latency_over_a_thousand_chunks(tmp_path: Path) -> None:
         assert index.search(f"gamma item{n * 7}", 3)[0].source == f"d{n * 7}.txt"
     per_query = (time.perf_counter() - started) / 50
     assert per_query < 0.1, per_query  # the goal is 20 ms (benchmarks/bench_knowledge.py)
+
+
+def test_attachments_are_listed_detached_and_forgotten_with_their_discussion() -> None:
+    from lollms_runtime.knowledge.library import attachments, detach, forget
+
+    attach("d9", "a.txt", b"alpha")
+    attach("d9", "b.md", b"# B\n\nbeta")
+    assert [a["source"] for a in attachments("d9")] == ["a.txt", "b.md"]
+    assert detach("d9", "a.txt") and not detach("d9", "a.txt")
+    assert [a["source"] for a in attachments("d9")] == ["b.md"]
+    forget("d9")
+    assert attachments("d9") == [] and discussion_index("d9") is None
+
+
+def test_retrieve_from_only_the_discussion_and_a_templated_limit(tmp_path: Path) -> None:
+    attach("d10", "notes.txt", b"The gate code is 1234.")
+    body = (
+        "knowledge: [docs/*.md]\nsettings:\n  k: {type: integer, default: 1}\npipeline:\n"
+        "  - retrieve: {id: found, from: [discussion], limit: '{{ settings.k }}'}\n"
+        '  - reply: {text: \'{{ found | map(attribute="source") | join(",") }}\'}\n'
+    )
+    p = with_docs(tmp_path, body)
+    turn = Turn(p, "What is the gate code?", discussion_id="d10")  # type: ignore[arg-type]
+    assert reply(run(p, text=ScriptedTextBackend(), turn=turn)).text == "notes.txt"  # type: ignore[arg-type]

@@ -240,10 +240,43 @@ def attach_file(discussion_id: str, path: Path) -> dict[str, Any]:
     return attach(discussion_id, path.name, data)
 
 
+def attachments(discussion_id: str) -> list[dict[str, Any]]:
+    """The files attached to a discussion: ``{source, bytes, digest}`` each, by name."""
+    index = discussion_index(discussion_id)
+    if index is None:
+        return []
+    return [
+        {"source": name, "bytes": size, "digest": hashed}
+        for name, (size, _mtime, hashed) in sorted(index.known().items())
+    ]
+
+
+def detach(discussion_id: str, filename: str) -> bool:
+    """Remove one attached file from a discussion's index; False when it was not there."""
+    index = discussion_index(discussion_id)
+    name = _clean_name(filename)
+    if index is None or name not in index.known():
+        return False
+    index.remove(name)
+    return True
+
+
+def forget(discussion_id: str) -> None:
+    """Delete a discussion's index (call it when the discussion is deleted)."""
+    path = discussion_index_path(discussion_id)
+    with _lock:
+        _indexes.pop(path, None)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 __all__ = [
     "attach",
     "attach_file",
+    "attachments",
+    "detach",
     "discussion_index",
+    "forget",
     "matched_files",
     "personality_index",
     "read_file",
