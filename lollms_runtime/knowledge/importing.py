@@ -224,7 +224,11 @@ def _entry(
             warn("no keys and not constant: it could never fire; kept disabled")
         entry["enabled"] = False
         entry["keys"] = ["(no key)"]
-    return entry
+    # The order a person reads an entry in: what it is, what fires it, what it says, the rest.
+    first = ("name", "keys", "secondary_keys", "logic", "content")
+    return {k: entry[k] for k in first if k in entry} | {
+        k: v for k, v in entry.items() if k not in first
+    }
 
 
 def _regex_keys(keys: list[str], entry: dict[str, Any], warn: Callable[[str], None]) -> list[str]:
