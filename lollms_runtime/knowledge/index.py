@@ -150,7 +150,7 @@ class Index:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: sqlite3.Connection | None = None
+        self._batch = threading.local()  # the connection of a batch(), for its own thread only
         self._readers = threading.local()  # one read connection per thread: no open per query
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
@@ -159,8 +159,9 @@ class Index:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        if self._db is not None:  # inside batch(): one transaction for many writes
-            yield self._db
+        batch: sqlite3.Connection | None = getattr(self._batch, "db", None)
+        if batch is not None:  # inside batch(): one transaction for many writes
+            yield batch
             return
         db = sqlite3.connect(self.path, timeout=30)
         try:
@@ -174,11 +175,11 @@ class Index:
     def batch(self) -> Iterator[None]:
         """Group writes in one connection and one transaction (indexing many documents)."""
         with self._connect() as db:
-            self._db = db
+            self._batch.db = db
             try:
                 yield
             finally:
-                self._db = None
+                self._batch.db = None
 
     # -- writing ---------------------------------------------------------------------------
     def known(self) -> dict[str, tuple[int, int, str]]:
