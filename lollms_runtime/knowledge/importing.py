@@ -223,7 +223,6 @@ def _entry(
         if entry.get("enabled", True):
             warn("no keys and not constant: it could never fire; kept disabled")
         entry["enabled"] = False
-        entry["keys"] = ["(no key)"]
     # The order a person reads an entry in: what it is, what fires it, what it says, the rest.
     first = ("name", "keys", "secondary_keys", "logic", "content")
     return {k: entry[k] for k in first if k in entry} | {
