@@ -345,3 +345,26 @@ def test_retrieve_from_only_the_discussion_and_a_templated_limit(tmp_path: Path)
     p = with_docs(tmp_path, body)
     turn = Turn(p, "What is the gate code?", discussion_id="d10")  # type: ignore[arg-type]
     assert reply(run(p, text=ScriptedTextBackend(), turn=turn)).text == "notes.txt"  # type: ignore[arg-type]
+
+
+def test_lollms_knowledge_indexes_and_searches_from_the_command_line(tmp_path: Path) -> None:
+    from conftest import run_lollms
+
+    folder = tmp_path / "p"
+    shutil.copytree(DATA / "docs", folder / "docs")
+    (folder / "personality.yaml").write_text(
+        "schema: 1\nid: kc\nname: KC\nknowledge: [docs/*.md]\n", encoding="utf-8"
+    )
+    done = run_lollms("knowledge", str(folder), "how deep is the lake", "--limit", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    (passage,) = json.loads(done.stdout)
+    assert (passage["source"], passage["location"]) == ("docs/tessaly-lake.md", "Lake Tessaly")
+    assert "kc: 34 document(s), 34 passage(s) from docs/*.md" in done.stderr
+    (folder / "docs" / "bad.pdf").write_bytes(b"%PDF-1.4 nothing")
+    (folder / "personality.yaml").write_text(
+        "schema: 1\nid: kc\nname: KC\nknowledge: [docs/*.md, docs/*.pdf]\n", encoding="utf-8"
+    )
+    broken = run_lollms("knowledge", str(folder))
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("error: docs/bad.pdf: not a readable PDF")
+    assert "Traceback" not in broken.stderr

@@ -5,6 +5,7 @@ Registering stays cheap (no SQLite, no numpy, no MLX until a step runs or a back
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,3 +126,67 @@ def register_embedding_backends(register: Any) -> None:
             "Pooled hidden states of an mlx-lm model (e.g. Qwen3-Embedding) by id or folder.",
         )
     )
+
+
+@hookimpl
+def register_commands(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "knowledge",
+        help="index a personality's knowledge: documents and search them",
+        description="Index (when they changed) and search a personality's knowledge: documents, "
+        "and a discussion's attached files with --discussion; shows what a retrieve step finds.",
+    )
+    p.add_argument("id", help="personality id, or the path of its file or folder")
+    p.add_argument("query", nargs="?", help="what to search for (none: only index and report)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=3,
+        choices=range(1, 51),
+        metavar="N",
+        help="passages to show (1-50, default 3)",
+    )
+    p.add_argument("--discussion", metavar="ID", help="also search this discussion's files")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_cmd_knowledge)
+
+
+def _cmd_knowledge(args: Any) -> int:
+    import json
+
+    from ..catalog import Catalog
+    from ..knowledge.library import discussion_index, patterns, personality_index
+    from ..loader import default_host
+
+    catalog = Catalog(default_host(), getattr(args, "personalities", None) or ())
+    personality = catalog.resolve(args.id)
+    indexes = []
+    own = personality_index(personality)
+    if own is not None:
+        indexes.append(own)
+        documents = len(own.known())
+        print(
+            f"{personality.id}: {documents} document(s), {own.chunk_count()} passage(s) "
+            f"from {', '.join(patterns(personality.raw.get('knowledge')))} (index: {own.path})",
+            file=sys.stderr,
+        )
+    else:
+        print(f"{personality.id}: no knowledge: documents", file=sys.stderr)
+    mine = discussion_index(args.discussion)
+    if mine is not None:
+        indexes.append(mine)
+    if not args.query:
+        return 0
+    found = sorted(
+        (p for index in indexes for p in index.search(args.query, args.limit)),
+        key=lambda p: -p.score,
+    )[: args.limit]
+    if args.json:
+        print(json.dumps([p.as_variable() for p in found], ensure_ascii=False))
+        return 0
+    for number, p in enumerate(found, 1):
+        print(f"[{number}] {p.as_variable()['cite']} (score {p.score:.2f})")
+        print("    " + " ".join(p.text.split())[:300])
+    if not found:
+        print("no passage matches", file=sys.stderr)
+    return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html.parser
 import io
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -151,6 +152,8 @@ def _pdf(data: bytes, name: str) -> list[Section]:
         from pypdf.errors import PyPdfError
     except ImportError:  # pragma: no cover - pypdf is a dependency
         raise KnowledgeError(f"{name}: reading PDF needs the pypdf package") from None
+    # pypdf logs each repair it makes on a damaged file; the refusal below is the one message.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
