@@ -309,3 +309,9 @@ def test_a_pattern_that_backtracks_fails_the_turn_with_a_message(tmp_path: Path)
     events = run(personality(tmp_path, body), "a" * 40 + "!", ScriptedTextBackend("x"))
     message = error(events).message
     assert "lore.entries[0]: the pattern '(a|aa)+$' took longer than 0.05s" in message
+
+
+def test_templates_cannot_reach_the_turn_through_lore(tmp_path: Path) -> None:
+    body = LORE + "pipeline:\n  - reply: {text: '{{ lore._ctx }}'}\n"
+    events = run(personality(tmp_path, body, static_checks=False), "the kingdom")
+    assert "access to attribute '_ctx' of 'TurnLore' object is unsafe" in error(events).message
