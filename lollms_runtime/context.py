@@ -21,6 +21,7 @@ from .backends.base import ChatMessage, ImageBackend, Sampling, TextBackend
 from .contracts import PostProcessor, StepKind
 from .errors import LollmsError
 from .events import Event, ImageProduced, Progress, Reply, Token
+from .knowledge.variables import TurnLore
 from .personality import Personality
 from .pipeline import default_pipeline, defined_names, streamed_ids
 from .plugins import PluginHost
@@ -134,6 +135,7 @@ class StepContext:
                 "language": turn.personality.language,
             },
             "now": datetime.now().astimezone(),
+            "lore": TurnLore(self),  # the lorebook entries that fire, computed on first use
         }
 
     # -- templates and names ---------------------------------------------------------------

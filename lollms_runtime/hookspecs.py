@@ -35,6 +35,11 @@ def register_image_backends(register: Any) -> None:
 
 
 @hookspec
+def register_embedding_backends(register: Any) -> None:
+    """Register embedding backends (dense retrieval): ``register(EmbeddingBackendFactory(...))``."""
+
+
+@hookspec
 def register_commands(subparsers: Any, common: Any) -> None:
     """Add ``lollms`` subcommands: ``subparsers.add_parser(NAME, parents=[common])`` (the shared options)."""
 

@@ -190,7 +190,12 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     if not errors:
         from .checks import check_pipeline  # templates: syntax, names and their order
 
-        return _check_paths(doc, data) + _check_settings(doc, data) + check_pipeline(doc, host)
+        return (
+            _check_paths(doc, data)
+            + _check_settings(doc, data)
+            + _check_lore(doc, data)
+            + check_pipeline(doc, host)
+        )
 
     def rank(e: ValidationError) -> tuple[Any, ...]:
         # jsonschema's relevance, except that among equally relevant errors the one written
@@ -237,6 +242,15 @@ def _check_paths(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
         except PathRefused as exc:
             problems.append(doc.problem(where, f"{exc}; it must stay inside its folder", PATH_HINT))
     return problems
+
+
+def _check_lore(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
+    """What the schema cannot say of a lorebook: every pattern compiles (lollms_runtime.knowledge)."""
+    if not data.get("lore"):
+        return []
+    from .knowledge.lore import check_lore
+
+    return [doc.problem(where, message, hint) for where, message, hint in check_lore(data["lore"])]
 
 
 def _check_settings(doc: Document, data: Mapping[str, Any]) -> list[Problem]:

@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "lollms_runtime.default_plugins.openai_backend",
     "lollms_runtime.default_plugins.image_backends",
     "lollms_runtime.default_plugins.commands",
+    "lollms_runtime.default_plugins.knowledge",
 )
 
 

@@ -23,7 +23,7 @@ from markupsafe import EscapeFormatter, Markup
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
 # Names every template may use besides the pipeline's own ids and variables.
-CONTEXT_NAMES = frozenset({"message", "history", "settings", "personality", "now"})
+CONTEXT_NAMES = frozenset({"message", "history", "settings", "personality", "now", "lore"})
 
 
 class TemplateError(ValueError):

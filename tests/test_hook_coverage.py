@@ -21,6 +21,9 @@ HOOK_TESTS = {
     ),
     "register_text_backends": "test_plugins.py::test_backends_and_personalities_are_collected",
     "register_image_backends": "test_plugins.py::test_installed_plugins_load_and_broken_ones_are_reported",
+    "register_embedding_backends": (
+        "test_knowledge_dense.py::test_a_plugin_embedding_backend_ranks_by_meaning_in_retrieve"
+    ),
     "register_commands": "test_plugins.py::test_installed_plugin_personality_and_command",
     "lollms_startup": "test_plugins.py::test_lollms_startup_reaches_plugins",
     "lollms_turn_started": (

@@ -59,7 +59,10 @@ def test_the_built_in_commands_register_through_the_hook(plugin_host: PluginHost
     import argparse
 
     impls = plugin_host.pm.hook.register_commands.get_hookimpls()
-    assert [impl.plugin_name for impl in impls] == ["lollms_runtime.default_plugins.commands"]
+    assert sorted(impl.plugin_name for impl in impls) == [
+        "lollms_runtime.default_plugins.commands",
+        "lollms_runtime.default_plugins.knowledge",
+    ]
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     common = argparse.ArgumentParser(add_help=False)
@@ -360,7 +363,7 @@ def test_a_plugin_kind_defines_a_name_streams_into_the_reply_and_holds_nested_st
         (  # its template options are checked like a built-in's
             '  - chorus: {name: song, lead: "{{ mesage }}"}\n',
             "p.yaml:5:32: pipeline[0].chorus.lead: unknown name 'mesage'\n"
-            "    hint: did you mean 'message'? names available here: history, message, now, "
+            "    hint: did you mean 'message'? names available here: history, lore, message, now, "
             "personality, settings",
         ),
     ],

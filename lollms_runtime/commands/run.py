@@ -60,10 +60,22 @@ def _saved_turn(
     else:
         discussion_id = service.new(personality.id).id
     print(f"(discussion {discussion_id})", file=sys.stderr)
+    _attach(discussion_id, args.attach)
     common: dict[str, Any] = {"settings": settings, "sampling": sampling, "cancel": cancel}
     if args.continue_:
         return service.continue_(personality, discussion_id, **common)
     return service.send(personality, args.message, discussion_id=discussion_id, **common)
+
+
+def _attach(discussion_id: str, files: list[str]) -> None:
+    """--attach FILE: the file joins the discussion's own index (lollms_runtime.knowledge)."""
+    from pathlib import Path
+
+    from ..knowledge.library import attach_file
+
+    for name in files:
+        added = attach_file(discussion_id, Path(name))
+        print(f"(attached {added['source']}: {added['chunks']} passage(s))", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -93,8 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = False
     settings, sampling = _parse_settings(args.set), _sampling(args)
     if args.no_save:
-        if args.continue_ or args.discussion:
-            raise LollmsError("--no-save cannot be used with --discussion or --continue")
+        if args.continue_ or args.discussion or args.attach:
+            raise LollmsError("--no-save cannot be used with --discussion, --continue or --attach")
         service = ConversationService(runtime)  # no store: nothing is saved
         events = service.run_turn(
             args.id, args.message, settings=settings, sampling=sampling, cancel=cancel
@@ -206,5 +218,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-save", action="store_true", help="do not save the turn in the discussion store"
+    )
+    p.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a document (text, Markdown, HTML, PDF) the discussion's answers may draw on "
+        "(repeatable)",
     )
     p.set_defaults(handler=cmd_run)

@@ -11,6 +11,8 @@ from typing import Any
 
 from ..backends.base import ChatMessage, GenerationRequest, ImageRequest
 from ..context import Cancelled, StepContext, StepError, StepGen
+from ..knowledge.limits import KnowledgeError
+from ..knowledge.turn import with_knowledge
 
 INT_OPTIONS = ("top_k", "max_tokens", "seed")
 FLOAT_OPTIONS = ("temperature", "top_p", "min_p", "repetition_penalty")
@@ -34,7 +36,12 @@ def _messages(
     if history:
         messages.extend(ctx.turn.history)
     messages.append(ChatMessage("user", prompt))
-    return messages
+    # The turn's lore, and in the default chat the passages it retrieves (lollms_runtime.knowledge).
+    try:
+        return with_knowledge(ctx, messages)
+    except KnowledgeError as exc:
+        hint = exc.hint or "fix lore: or knowledge: in the personality"
+        raise StepError(str(exc), hint) from None
 
 
 def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:

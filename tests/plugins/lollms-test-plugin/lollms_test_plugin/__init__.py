@@ -150,6 +150,26 @@ def register_image_backends(register: Any) -> None:
     register(ImageBackendFactory("blank", lambda model="": None, "Paints nothing (test plugin)."))
 
 
+class LettersEmbedding:
+    """An embedding backend that counts letters: texts sharing letters are close (test plugin)."""
+
+    identity = "letters"
+
+    def __init__(self, model: str = "", **options: Any) -> None:
+        self.calls = 0
+
+    def embed(self, texts: Any) -> list[list[float]]:
+        self.calls += len(texts)
+        return [[float(t.lower().count(c)) for c in "abcdefghijklmnopqrstuvwxyz"] for t in texts]
+
+
+@hookimpl
+def register_embedding_backends(register: Any) -> None:
+    from lollms_runtime.knowledge.embeddings import EmbeddingBackendFactory
+
+    register(EmbeddingBackendFactory("letters", LettersEmbedding, "Counts letters (test plugin)."))
+
+
 @hookimpl
 def register_personalities(register: Any) -> None:
     register(Path(__file__).parent / "shouter")
