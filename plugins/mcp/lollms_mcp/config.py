@@ -58,10 +58,10 @@ class ServerConfig:
 
 
 def config_path() -> Path:
-    """``$LOLLMS_HOME/mcp.json``."""
-    from lollms_runtime.home import home
+    """``$LOLLMS_HOME/mcp.json`` (reading it never creates the home folder)."""
+    from lollms_runtime.home import home_path
 
-    return home() / CONFIG_FILE
+    return home_path() / CONFIG_FILE
 
 
 def load_servers(path: Path | None = None) -> dict[str, ServerConfig]:
