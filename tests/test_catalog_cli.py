@@ -321,6 +321,7 @@ def test_plugins_json(lollms: Run) -> None:
         "loop",
         "post_process",
         "reply",
+        "retrieve",
         "set",
         "text_to_image",
     ]
