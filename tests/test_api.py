@@ -443,3 +443,105 @@ def test_a_saved_turn_whose_client_leaves_is_saved_as_cancelled(server: Server) 
     assert answer is not None and answer.role == "assistant"
     assert answer.status == "cancelled"
     assert answer.content.startswith("w0 w1 w2") and len(answer.content.split()) < 300
+
+
+def _file_part(name: str, text: str) -> dict[str, Any]:
+    import base64
+
+    data = base64.b64encode(text.encode()).decode()
+    return {
+        "type": "file",
+        "file": {"filename": name, "file_data": f"data:text/plain;base64,{data}"},
+    }
+
+
+NOTES = (
+    "# Project Zephyr\n\nThe launch code of project Zephyr is PELICAN-42.\n\n"
+    "# Lunch\n\nThe team eats soup on Tuesdays.\n"
+)
+
+
+def test_a_file_part_is_retrieved_from_in_an_unsaved_turn(server: Server) -> None:
+    server.text.enqueue("It is PELICAN-42.")
+    response = server.client().chat.completions.create(
+        model="assistant",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is the launch code of project Zephyr?"},
+                    _file_part("notes.md", NOTES),
+                ],
+            }
+        ],
+    )
+    assert response.choices[0].message.content == "It is PELICAN-42."
+    (request,) = server.text.history
+    system = request.messages[0].content
+    assert "PELICAN-42" in system and "notes.md" in system  # the passage, cited by its source
+    assert request.messages[-1].content == "What is the launch code of project Zephyr?"
+    from lollms_runtime.knowledge.library import knowledge_home
+
+    leftovers = list((knowledge_home() / "discussions").glob("unsaved-*"))
+    assert leftovers == []  # an unsaved turn's files are forgotten with it
+
+
+def test_a_file_part_joins_a_saved_discussion(server: Server) -> None:
+    server.text.enqueue("Noted.", "Soup, on Tuesdays.")
+    client = server.client()
+    first = client.chat.completions.create(
+        model="assistant",
+        messages=[
+            {
+                "role": "user",
+                "content": [_file_part("notes.md", NOTES), {"type": "text", "text": "Keep this."}],
+            }
+        ],  # type: ignore[list-item]
+        extra_body={"discussion": "new"},
+    )
+    did = (first.model_extra or {})["discussion_id"]
+    from lollms_runtime.knowledge.library import attachments
+
+    assert [a["source"] for a in attachments(did)] == ["notes.md"]
+    client.chat.completions.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "What does the team eat on Tuesdays?"}],
+        extra_body={"discussion": did},
+    )
+    assert "soup on Tuesdays" in server.text.history[-1].messages[0].content
+    server.service.delete(did)
+    assert attachments(did) == []
+
+
+@pytest.mark.parametrize(
+    ("part", "param", "message"),
+    [
+        (
+            {"type": "file", "file": {"filename": "a.txt", "file_data": "%%%"}},
+            "messages[0].content[0].file.file_data",
+            "not valid base64",
+        ),
+        (
+            {"type": "file", "file": {"file_id": "file-123"}},
+            "messages[0].content[0].file.filename",
+            "needs a 'filename'",
+        ),
+        (
+            {"type": "file", "file": {"filename": "a.bin", "file_id": "f"}},
+            "messages[0].content[0].file.file_id",
+            "uploaded file ids are not supported",
+        ),
+        (_file_part("blob.exe", "MZ\x00\x01binary"), "messages", "blob.exe"),
+    ],
+)
+def test_bad_file_parts_are_400(
+    server: Server, part: dict[str, Any], param: str, message: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        server.client().chat.completions.create(
+            model="assistant",
+            messages=[{"role": "user", "content": [part, {"type": "text", "text": "hi"}]}],  # type: ignore[list-item]
+        )
+    error = info.value.body
+    assert isinstance(error, dict) and error["param"] == param and message in error["message"]
+    assert server.text.history == []

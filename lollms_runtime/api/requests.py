@@ -21,6 +21,7 @@ MAX_MESSAGES = 1000
 MAX_STOP = 16
 MAX_LOGIT_BIAS = 300
 MAX_JSON_DEPTH = 32
+MAX_FILES = 8
 
 # OpenAI's sampling fields and the extras that vLLM, llama.cpp and mlx_lm.server also accept.
 SAMPLING_FIELDS = {
@@ -51,6 +52,7 @@ class ChatRequest:
     trace: bool = False
     user: str = ""
     discussion: str | None = None  # "new", or the id of a saved discussion to continue
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (name, data) from file parts
 
 
 def parse_json(raw: bytes) -> Any:
@@ -75,7 +77,10 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise bad("only n=1 is supported", "n")
     if body.get("logprobs"):
         raise bad("logprobs are not returned by this server", "logprobs", "unsupported_value")
-    message, history, system = _messages(body.get("messages"))
+    files: list[tuple[str, bytes]] = []
+    message, history, system = _messages(body.get("messages"), files)
+    if len(files) > MAX_FILES:
+        raise bad(f"at most {MAX_FILES} files per request", "messages", "too_many")
     stream = _flag(body, "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -97,6 +102,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         trace=_flag(body, "trace"),
         user=user if isinstance(user, str) else "",
         discussion=discussion,
+        files=files,
     )
 
 
@@ -118,7 +124,36 @@ def _object(body: Mapping[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def _content(value: Any, where: str) -> str:
+def _file_part(part: Mapping[str, Any], where: str) -> tuple[str, bytes]:
+    """An OpenAI ``file`` content part: ``{"file": {"filename", "file_data"}}`` (base64 or a
+    ``data:`` URL). Its text joins the discussion's index (the default chat retrieves from it)."""
+    import base64
+    import binascii
+
+    file = part.get("file")
+    if not isinstance(file, dict):
+        raise bad("a file part needs a 'file' object", f"{where}.file")
+    name = file.get("filename")
+    data = file.get("file_data")
+    if not isinstance(name, str) or not name.strip():
+        raise bad("a file part needs a 'filename'", f"{where}.file.filename")
+    if not isinstance(data, str):
+        if "file_id" in file:
+            raise bad(
+                "uploaded file ids are not supported: send the file's content in 'file_data'",
+                f"{where}.file.file_id",
+                "unsupported_value",
+            )
+        raise bad("a file part needs 'file_data' (base64)", f"{where}.file.file_data")
+    if data.startswith("data:"):
+        data = data.partition(",")[2]
+    try:
+        return name, base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("'file_data' is not valid base64", f"{where}.file.file_data") from None
+
+
+def _content(value: Any, where: str, files: list[tuple[str, bytes]] | None = None) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
@@ -128,6 +163,9 @@ def _content(value: Any, where: str) -> str:
         for i, part in enumerate(value):
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
                 raise bad("each content part must be an object with a 'type'", f"{where}[{i}]")
+            if part["type"] == "file" and files is not None:
+                files.append(_file_part(part, f"{where}[{i}]"))
+                continue
             if part["type"] != "text":
                 raise bad(
                     f"content parts of type '{part['type']}' are not supported: send text",
@@ -141,8 +179,11 @@ def _content(value: Any, where: str) -> str:
     raise bad("'content' must be a string or a list of text parts", where)
 
 
-def _messages(value: Any) -> tuple[str, tuple[ChatMessage, ...], str]:
-    """(the turn's message, the history before it, the client's system text)."""
+def _messages(
+    value: Any, files: list[tuple[str, bytes]]
+) -> tuple[str, tuple[ChatMessage, ...], str]:
+    """(the turn's message, the history before it, the client's system text); files that user
+    messages carry are added to ``files``."""
     if not isinstance(value, list) or not value:
         raise bad("'messages' must be a non-empty list", "messages")
     if len(value) > MAX_MESSAGES:
@@ -154,7 +195,7 @@ def _messages(value: Any) -> tuple[str, tuple[ChatMessage, ...], str]:
         if not isinstance(item, dict):
             raise bad("each message must be an object with 'role' and 'content'", where)
         role = item.get("role")
-        text = _content(item.get("content"), f"{where}.content")
+        text = _content(item.get("content"), f"{where}.content", files if role == "user" else None)
         if role in ("system", "developer"):
             if text.strip():
                 system.append(text.strip())

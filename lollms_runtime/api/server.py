@@ -206,23 +206,24 @@ def create_api(
             conditioning = f"{target.conditioning.rstrip()}\n\n{chat.system}".strip()
             target = dataclasses.replace(target, conditioning=conditioning)
         discussion = _discussion(service, chat, target)
-        turns.enter()
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         completion = _Completion(chat, cid, _file_url(request, artifacts_root))
         cancel = threading.Event()
+        # Indexing attached files is real work: off the event loop, and refused with a 400
+        # (before the turn starts) when a file cannot be read.
+        turns.enter()  # busy: refused before anything is saved
+        try:
+            turn = await asyncio.to_thread(
+                _prepare, service, chat, target, discussion, settings, cancel,
+                artifacts_root / "api" / cid,
+            )  # fmt: skip
+        except BaseException:
+            turns.leave()
+            raise
+        completion.discussion_id = turn.discussion_id
 
         def start() -> Turn:
-            if discussion is not None:
-                did = discussion or service.new_with_history(target.id, chat.history).id
-                completion.discussion_id = did
-                return service.send(
-                    target, chat.message, discussion_id=did, settings=settings,
-                    sampling=chat.sampling, cancel=cancel,
-                )  # fmt: skip
-            return service.run_turn(
-                target, chat.message, history=chat.history, settings=settings,
-                sampling=chat.sampling, cancel=cancel, artifacts_dir=artifacts_root / "api" / cid,
-            )  # fmt: skip
+            return turn
 
         events = _pump(start, cancel, turns.leave)
         if chat.stream:
@@ -256,6 +257,40 @@ def _discussion(service: ConversationService, chat: ChatRequest, target: Persona
             "discussion",
         )
     return saved.id
+
+
+def _prepare(
+    service: ConversationService,
+    chat: ChatRequest,
+    target: Personality,
+    discussion: str | None,
+    settings: dict[str, Any],
+    cancel: threading.Event,
+    folder: Path,
+) -> Turn:
+    """The turn, not yet running: in a saved discussion (a new one holding the sent history when
+    ``discussion`` is empty) with its files attached, or unsaved with its files for this turn."""
+    try:
+        if discussion is None:
+            return service.run_turn(
+                target, chat.message, history=chat.history, settings=settings,
+                sampling=chat.sampling, cancel=cancel, artifacts_dir=folder,
+                attachments=chat.files,
+            )  # fmt: skip
+        did = discussion or service.new_with_history(target.id, chat.history).id
+        try:
+            for name, data in chat.files:
+                service.attach(did, name, data)
+        except LollmsError:
+            if not discussion:
+                service.delete(did)  # a new discussion that could not get its files: none
+            raise
+        return service.send(
+            target, chat.message, discussion_id=did, settings=settings,
+            sampling=chat.sampling, cancel=cancel,
+        )  # fmt: skip
+    except LollmsError as exc:
+        raise bad(str(exc), "messages", "invalid_file" if chat.files else "invalid_value") from None
 
 
 def _file_url(request: Request, root: Path) -> Callable[[Path], str]:

@@ -122,6 +122,17 @@ class ConversationService:
         """Delete a discussion with its branches and files (a turn running in it is stopped)."""
         self.cancel(discussion_id)
         self.store.delete_discussion(discussion_id)
+        from ..knowledge.library import forget
+
+        forget(discussion_id)  # the files attached to it go with it
+
+    def attach(self, discussion_id: str, filename: str, data: bytes) -> dict[str, Any]:
+        """Add a file to a discussion's own index (the default chat retrieves from it);
+        raises a ``LollmsError`` saying why a file cannot be read or is too large."""
+        from ..knowledge.library import attach
+
+        self.get(discussion_id)  # an unknown discussion is refused before anything is written
+        return attach(discussion_id, filename, data)
 
     def export_markdown(self, discussion_id: str, link_prefix: str = "") -> str:
         return self.store.export_markdown(discussion_id, link_prefix)
@@ -228,21 +239,43 @@ class ConversationService:
         sampling: Mapping[str, Any] | None = None,
         cancel: threading.Event | None = None,
         artifacts_dir: Path | None = None,
+        attachments: Sequence[tuple[str, bytes]] = (),
     ) -> Turn:
         """A turn that is not saved: ``message`` after ``history`` (e.g. an HTTP request's);
-        files it paints go to ``artifacts_dir``."""
+        files it paints go to ``artifacts_dir``. ``attachments`` (name, bytes) are indexed for
+        this turn only and forgotten when it ends; a file that cannot be read is refused here,
+        before the turn starts."""
         cancel = cancel or threading.Event()
+        key = None
+        if attachments:
+            from ..knowledge.library import attach, forget
+
+            key = "unsaved-" + secrets.token_hex(8)
+            try:
+                for name, data in attachments:
+                    attach(key, name, data)
+            except BaseException:
+                forget(key)
+                raise
 
         def events() -> Iterator[Event]:  # errors raised as the turn starts surface here
-            yield from self.runtime.run(
-                personality,
-                message,
-                history=history,
-                settings=settings,
-                sampling=sampling,
-                artifacts_dir=artifacts_dir,
-                cancel=cancel,
-            )
+            try:
+                yield from self.runtime.run(
+                    personality,
+                    message,
+                    history=history,
+                    settings=settings,
+                    sampling=sampling,
+                    artifacts_dir=artifacts_dir,
+                    cancel=cancel,
+                    # Only the attachments' index is keyed by it: nothing is saved.
+                    discussion_id=key,
+                )
+            finally:
+                if key is not None:
+                    from ..knowledge.library import forget
+
+                    forget(key)
 
         return self._start(Turn(_turn_id(), events(), cancel))
 
