@@ -65,6 +65,7 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         prefixes=personality.prefixes,
         answer_prefix=answer_prefix,
         cache_key=ctx.turn.discussion_id,
+        context_policy=personality.raw.get("context_policy", "drop_oldest"),
     )
     visible = bool(
         body.get("stream", ctx.step_id in ctx.streamed_ids or body.get("id") in ctx.streamed_ids)
@@ -108,6 +109,7 @@ def judge_request(ctx: StepContext, question: str, options: Sequence[str]) -> Ge
         sampling=ctx.sampling(),
         prefixes=ctx.personality.prefixes,
         cache_key=ctx.turn.discussion_id,
+        context_policy=ctx.personality.raw.get("context_policy", "drop_oldest"),
     )
 
 

@@ -112,7 +112,8 @@ class BatchEngine:
         self._generator: Any = None
         self._samplers: dict[tuple[Any, ...], Callable[[Any], Any]] = {}
         self._thread: threading.Thread | None = None
-        self.ticks = 0
+        self.ticks = 0  # ticks run so far (tests and benchmarks count them)
+        self.peak_batch = 0  # the most answers that shared the batch at once
 
     # -- the callers' side ---------------------------------------------------------------------
 
@@ -202,6 +203,7 @@ class BatchEngine:
             job.out.put(("error", exc, None))
             return
         self._batched[job.uid] = job
+        self.peak_batch = max(self.peak_batch, len(self._batched))
 
     def _sampler(self, sampling: Sampling) -> Callable[[Any], Any]:
         """One sampler per set of parameters: rows sharing it are sampled in one call."""
