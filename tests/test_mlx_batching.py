@@ -273,3 +273,27 @@ def test_a_prompt_longer_than_the_context_is_refused_or_trimmed_before_any_prefi
     )
     assert chunks[-1].prompt_tokens <= 96 - 16
     assert chunks[-1].finish_reason in ("stop", "length")
+
+
+def test_each_discussions_cache_comes_back_under_load(backend: Any) -> None:
+    firsts = [_Stream(backend, _request(q)) for q in QUESTIONS]
+    _run_all(firsts)
+    follow_ups = [
+        GenerationRequest(
+            messages=[
+                ChatMessage("user", q),
+                ChatMessage("assistant", first.text),
+                ChatMessage("user", "Say it again, shorter."),
+            ],
+            sampling=GREEDY,
+            cache_key=q,
+        )
+        for q, first in zip(QUESTIONS, firsts, strict=True)
+    ]
+    expected = [_single_stream_tokens(backend, r) for r in follow_ups]
+    seconds = [_Stream(backend, r) for r in follow_ups]
+    _run_all(seconds)
+    for stream, want, first in zip(seconds, expected, firsts, strict=True):
+        assert stream.error is None and stream.tokens == want
+        # The first turn's prompt (at least) was not prefilled again.
+        assert stream.last.cached_tokens >= first.last.prompt_tokens

@@ -1,0 +1,177 @@
+"""P5: many users at once on the embedded model, through MLXTextBackend's continuous batch.
+
+    PYTHONPATH=$PWD HF_HUB_OFFLINE=1 python benchmarks/bench_batching.py [--tokens 64] [--chunk 256]
+
+1. Aggregate decode tokens/s with 1, 2, 4 and 8 concurrent streams (goal: 8 >= 4x one). The rate
+   is counted while every stream is decoding: tokens produced between the moment the last stream
+   got its first token and the moment the first stream finished.
+2. Time to first token of a short turn submitted while a 4,000-token prompt is prefilling
+   (goal: <= 2 s plus one prefill chunk), next to the long prompt's whole prefill time (what the
+   short turn waited before batching).
+3. Time from Stop to the model being free during a long prefill (goal: within one chunk).
+
+Ratios are measured within one run. On a shared CPU the absolute figures are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from typing import Any
+
+from lollms_runtime.backends.base import ChatMessage, GenerationRequest, Sampling
+
+TOPICS = (
+    "a lighthouse keeper",
+    "a lost robot",
+    "a city under the sea",
+    "a dragon who bakes bread",
+    "a train across the desert",
+    "a garden on the moon",
+    "a clockmaker's apprentice",
+    "a storm at the harbour",
+)
+
+
+def story(topic: str, tokens: int) -> GenerationRequest:
+    return GenerationRequest(
+        messages=[ChatMessage("user", f"Write a long, detailed story about {topic}.")],
+        sampling=Sampling(temperature=0.0, max_tokens=tokens),
+        cache_key=topic,
+    )
+
+
+class Timed(threading.Thread):
+    """Consumes one stream and stamps every token."""
+
+    def __init__(self, backend: Any, request: GenerationRequest) -> None:
+        super().__init__(daemon=True)
+        self.backend, self.request = backend, request
+        self.cancel = threading.Event()
+        self.stamps: list[float] = []
+        self.submitted = 0.0
+        self.ended = 0.0
+        self.finish = ""
+
+    def run(self) -> None:
+        self.submitted = time.perf_counter()
+        for chunk in self.backend.stream(self.request, self.cancel):
+            if chunk.token is not None:
+                self.stamps.append(time.perf_counter())
+            if chunk.finish_reason:
+                self.finish = chunk.finish_reason
+        self.ended = time.perf_counter()
+
+    @property
+    def first_token(self) -> float:
+        return self.stamps[0] - self.submitted if self.stamps else float("nan")
+
+
+def aggregate_rate(backend: Any, streams: int, tokens: int, round_: int) -> float:
+    runs = [Timed(backend, story(f"{TOPICS[i]} (take {round_})", tokens)) for i in range(streams)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    start = max(run.stamps[0] for run in runs)
+    end = min(run.stamps[-1] for run in runs)
+    if end <= start:
+        raise SystemExit("streams did not overlap; raise --tokens")
+    counted = sum(1 for run in runs for t in run.stamps if start < t <= end)
+    return counted / (end - start)
+
+
+def long_request(words: int, tag: str) -> GenerationRequest:
+    body = " ".join(f"{tag}{i % 97}" for i in range(words))
+    return GenerationRequest(
+        messages=[ChatMessage("user", f"Summarize the following notes.\n{body}")],
+        sampling=Sampling(temperature=0.0, max_tokens=4),
+        cache_key=tag,
+    )
+
+
+def wait_ticks(engine: Any, count: int) -> None:
+    target = engine.ticks + count
+    while engine.ticks < target:
+        time.sleep(0.002)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=64, help="max tokens per stream")
+    parser.add_argument("--chunk", type=int, default=None, help="prefill chunk (tokens)")
+    parser.add_argument("--long", type=int, default=4000, help="long prompt, in tokens")
+    args = parser.parse_args()
+
+    from lollms_runtime.mlx.backend import MLXTextBackend
+    from lollms_runtime.mlx.batching import PREFILL_CHUNK
+    from lollms_runtime.mlx.models import load_model
+
+    loaded = load_model("default")
+    # Room for every stream at once: the queue is not what is measured here.
+    backend = MLXTextBackend(loaded, max_running=16, prefill_chunk=args.chunk)
+    engine = backend.server.engine
+    chunk = args.chunk or PREFILL_CHUNK
+    print(f"model: {loaded.spec} ({loaded.dtype}); prefill chunk {chunk} tokens")
+    list(backend.stream(story("warm-up", 8)))
+
+    print("\n1. aggregate decode tokens/s (greedy, concurrent streams)")
+    print(f"{'streams':>8} {'tokens/s':>10} {'x one':>7}")
+    one = 0.0
+    for streams in (1, 2, 4, 8):
+        rate = aggregate_rate(backend, streams, args.tokens, streams)
+        one = one or rate
+        print(f"{streams:>8} {rate:>10.1f} {rate / one:>7.2f}")
+    print(f"goal: 8 streams >= 4x one: {'met' if rate >= 4 * one else 'NOT met'}")
+
+    # Words to tokens for this tokenizer: about 2.5 tokens a word for "tagNN" words.
+    words = args.long
+    while len(backend.prompt_tokens(long_request(words, "probe"))) > args.long:
+        words = int(words * 0.9)
+    size = len(backend.prompt_tokens(long_request(words, "alone")))
+
+    print(f"\n2. a short turn submitted while a {size}-token prompt prefills")
+    alone = Timed(backend, long_request(words, "alone"))
+    alone.start()
+    alone.join()
+    prefill = alone.first_token
+    per_chunk = prefill / max(1, -(-size // chunk))
+    print(
+        f"   the long prompt alone: first token after {prefill:.2f} s "
+        f"({size} tokens, {per_chunk:.2f} s a chunk of {chunk})"
+    )
+    long_run = Timed(backend, long_request(words, "busy"))
+    long_run.start()
+    wait_ticks(engine, 2)
+    short = Timed(backend, story("a short answer", 8))
+    short.start()
+    short.join()
+    long_run.join()
+    goal = 2.0 + per_chunk
+    print(
+        f"   short turn's time to first token: {short.first_token:.2f} s "
+        f"(goal <= 2 s + one chunk = {goal:.2f} s: {'met' if short.first_token <= goal else 'NOT met'}; "
+        f"one at a time it would have waited ~{prefill:.2f} s for the long prefill)"
+    )
+
+    print("\n3. Stop during a long prefill")
+    stopped = Timed(backend, long_request(words, "stop"))
+    stopped.start()
+    wait_ticks(engine, 3)
+    at = time.perf_counter()
+    stopped.cancel.set()
+    stopped.join()
+    while engine.busy:
+        time.sleep(0.001)
+    freed = time.perf_counter() - at
+    print(
+        f"   Stop to model free: {freed:.3f} s ({freed / per_chunk:.2f} chunks; "
+        f"finish={stopped.finish}; goal: within one chunk, "
+        f"{'met' if freed <= per_chunk * 1.5 else 'NOT met'})"
+    )
+    print("\nfigures are from one run on a shared CPU: noisy; the ratios are the point.")
+
+
+if __name__ == "__main__":
+    main()
