@@ -37,8 +37,11 @@ log = logging.getLogger(__name__)
 
 # Tokens of one prompt prefilled per tick. A tick also decodes one token for every running answer,
 # so this bounds both how long a Stop takes to free the model and how long a short turn waits
-# behind a long prompt (benchmarks/bench_batching.py measures both).
-PREFILL_CHUNK = 256
+# behind a long prompt (benchmarks/bench_batching.py measures both). On a CPU a chunk of 128
+# takes about 2 s for the embedded model (prefill runs near 68 tokens/s on 2 cores); a GPU
+# prefills thousands of tokens a second, so it takes bigger chunks.
+PREFILL_CHUNK_CPU = 128
+PREFILL_CHUNK_GPU = 512
 # Prompts prefilled side by side in one tick (each by one chunk).
 PREFILL_BATCH = 8
 # Answers decoded side by side; more wait inside the generator until a row frees.
@@ -73,12 +76,19 @@ class GenerateJob(Job):
     # solo state
     steps: Any = None
     matcher: Any = None
-    produced: int = 0
+    produced: list[int] = field(default_factory=list)
 
 
 @dataclass(eq=False)
 class ChooseJob(Job):
     choices: Sequence[str] = ()
+
+
+def default_prefill_chunk() -> int:
+    """The prefill chunk for the default device (see PREFILL_CHUNK_CPU)."""
+    import mlx.core as mx
+
+    return PREFILL_CHUNK_CPU if mx.default_device() == mx.cpu else PREFILL_CHUNK_GPU
 
 
 def can_batch(job: GenerateJob) -> bool:
@@ -95,14 +105,14 @@ class BatchEngine:
         model: Any,
         tokenizer: Any,
         prompt_cache: PromptCacheStore,
-        prefill_chunk: int = PREFILL_CHUNK,
+        prefill_chunk: int | None = None,
         prefill_batch: int = PREFILL_BATCH,
         decode_batch: int = DECODE_BATCH,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.prompt_cache = prompt_cache
-        self.prefill_chunk = max(1, prefill_chunk)
+        self.prefill_chunk = max(1, prefill_chunk or default_prefill_chunk())
         self.prefill_batch = prefill_batch
         self.decode_batch = decode_batch
         self._cond = threading.Condition()
@@ -250,7 +260,10 @@ class BatchEngine:
     def _solo_step(self, job: Job) -> bool:
         """One step of a job that runs alone; False once it is done."""
         if job.stopped():
-            self._finish(job, job.tokens[: job.position], job.cache, "cancelled")
+            fed = job.tokens[: job.position]
+            if isinstance(job, GenerateJob) and job.steps is not None:  # decoding had begun
+                fed = [*job.tokens, *job.produced]
+            self._finish(job, fed, job.cache, "cancelled")
             return False
         try:
             if job.position < len(job.tokens) - 1:
@@ -303,9 +316,9 @@ class BatchEngine:
             job.matcher = stops.matcher()
         token, _ = next(job.steps)
         token = int(token)
-        job.produced += 1
+        job.produced.append(token)
         finish = None
-        if job.produced >= max(1, job.sampling.max_tokens):
+        if len(job.produced) >= max(1, job.sampling.max_tokens):
             finish = "length"
         if job.matcher.advance(token):
             finish = "stop"
@@ -313,8 +326,9 @@ class BatchEngine:
         if finish is None:
             return True
         job.steps.close()
-        # The cache holds every token fed to the model: the prompt and all but the last answer token.
-        self._keep(job.tokens, job.cache)
+        # The cache holds every token fed to the model: the prompt and all but the last answer
+        # token (store() keys it by as many tokens as it holds), so the next turn reuses both.
+        self._keep([*job.tokens, *job.produced], job.cache)
         return False
 
     def _finish(self, job: Job, tokens: Any, cache: Any, reason: str) -> None:

@@ -40,8 +40,7 @@ class Server:
         self.tokenizer = tokenizer
         self.prompt_cache = prompt_cache
         self.queue = TurnQueue(max_running, max_waiting, name=name)
-        options = {} if prefill_chunk is None else {"prefill_chunk": prefill_chunk}
-        self.engine = BatchEngine(model, tokenizer, prompt_cache, **options)
+        self.engine = BatchEngine(model, tokenizer, prompt_cache, prefill_chunk=prefill_chunk)
         # Prompts longer than this are trimmed or refused (see context_window.py); settable.
         self.context_window = context_window(model)
 
