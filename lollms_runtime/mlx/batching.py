@@ -3,15 +3,19 @@
 Each *tick* of the engine thread:
 
 1. takes new work and drops cancelled or abandoned work (its KV cache goes back to the LRU);
-2. runs one step of mlx-lm's :class:`~mlx_lm.generate.BatchGenerator`: one decode step for every
-   answer being generated, plus one prefill chunk (at most ``prefill_chunk`` tokens) of every
-   prompt being prefilled, all in one batch;
-3. advances one *solo* job (round robin) by one step: a prefill chunk, one token, or the scoring
-   of a model-judged choice.
+2. runs one step of mlx-lm's :class:`~mlx_lm.generate.BatchGenerator`: one token for every
+   answer being generated, all in one batch;
+3. prefills one chunk (at most ``prefill_chunk`` tokens) of the waiting prompt with the fewest
+   tokens left, on that prompt's own KV cache; a prompt read to its last token joins the batch
+   (``insert`` with its cache) or, if it cannot share it, the solo jobs;
+4. advances one *solo* job (round robin) by one step: one token, or the scoring of a
+   model-judged choice.
 
-So a Stop is seen within one tick (one prefill chunk), a short prompt starts answering after one
-chunk of a long one, and work that cannot share the batch (a seeded sampler, a KV cache that
-cannot merge, a model-judged choice) holds the others back by at most one of its steps.
+So a Stop is seen within one tick (one prefill chunk), a short prompt is read before the next
+chunk of a long one and answers right after, and work that cannot share the batch (a seeded
+sampler, a KV cache that cannot merge, a model-judged choice) holds the others back by at most
+one of its steps. Prefill runs outside mlx-lm's batch on purpose: its prompt batch pads every
+prompt of a tick to the longest chunk and lets a newcomer wait for three ticks.
 
 Consumers (``stream`` / ``choose`` on the callers' threads) read their job's queue; detokenizing
 and stop strings run there, not on the engine thread.
@@ -118,12 +122,14 @@ class BatchEngine:
         self._cond = threading.Condition()
         self._inbox: deque[Job] = deque()
         self._batched: dict[int, GenerateJob] = {}
+        self._prefilling: list[Job] = []  # prompts still being read, one chunk a tick
         self._solo: deque[Job] = deque()
         self._generator: Any = None
         self._samplers: dict[tuple[Any, ...], Callable[[Any], Any]] = {}
         self._thread: threading.Thread | None = None
         self.ticks = 0  # ticks run so far (tests and benchmarks count them)
         self.peak_batch = 0  # the most answers that shared the batch at once
+        self.tick_seconds: deque[float] = deque(maxlen=256)  # the last ticks' durations
 
     # -- the callers' side ---------------------------------------------------------------------
 
@@ -149,7 +155,7 @@ class BatchEngine:
     def busy(self) -> bool:
         """Whether any work is queued or running."""
         with self._cond:
-            return bool(self._inbox or self._batched or self._solo)
+            return bool(self._inbox or self._batched or self._prefilling or self._solo)
 
     # -- the engine thread ---------------------------------------------------------------------
 
@@ -159,19 +165,25 @@ class BatchEngine:
         with mx.stream(mx.new_stream(mx.default_device())):
             while True:
                 with self._cond:
-                    while not (self._inbox or self._batched or self._solo):
+                    while not (self._inbox or self._batched or self._prefilling or self._solo):
                         self._cond.wait()
                     new = list(self._inbox)
                     self._inbox.clear()
+                began = time.perf_counter()
                 for job in new:
                     self._start(job)
                 self._reap()
                 if self._batched:
                     self._batch_step()
+                if self._prefilling and self._prefill_step() and self._batched:
+                    # A prompt just joined: this step starts its answer, so its first token comes
+                    # out at the next tick's first step instead of a tick later.
+                    self._batch_step()
                 if self._solo:
                     job = self._solo.popleft()
                     if self._solo_step(job):
                         self._solo.append(job)
+                self.tick_seconds.append(time.perf_counter() - began)
                 self.ticks += 1
 
     def _batch_generator(self) -> Any:
@@ -187,33 +199,56 @@ class BatchEngine:
         return self._generator
 
     def _start(self, job: Job) -> None:
-        from mlx_lm.generate import make_stop_sequences
-
         if job.stopped():
             self._finish(job, job.tokens[: job.cached], job.cache, "cancelled")
             return
+        job.position = job.cached
+        if job.position < len(job.tokens) - 1:
+            self._prefilling.append(job)
+        else:
+            self._ready(job)
+
+    def _prefill_step(self) -> bool:
+        """One chunk of the prompt with the fewest tokens left; True if a prompt joined the batch."""
+        job = min(self._prefilling, key=lambda j: len(j.tokens) - j.position)
+        try:
+            self._prefill_chunk(job)
+        except Exception as exc:
+            log.exception("a prefill chunk failed")
+            self._prefilling.remove(job)
+            job.out.put(("error", exc, None))
+            return False
+        if job.position < len(job.tokens) - 1:
+            return False
+        self._prefilling.remove(job)
+        return self._ready(job)
+
+    def _ready(self, job: Job) -> bool:
+        """Start answering a job whose prompt is read up to its last token; True if batched."""
+        from mlx_lm.generate import make_stop_sequences
+
         if isinstance(job, ChooseJob) or (isinstance(job, GenerateJob) and not can_batch(job)):
-            job.position = job.cached
             self._solo.append(job)
-            return
+            return False
         assert isinstance(job, GenerateJob)
         stops = make_stop_sequences(self.tokenizer, list(job.stop_words))  # type: ignore[no-untyped-call]
         try:
             processors = [_guarded(job, p) for p in make_logits_processors(job.sampling)]
             (job.uid,) = self._batch_generator().insert(
-                [job.tokens[job.cached :]],
+                [job.tokens[job.position :]],
                 max_tokens=[max(1, job.sampling.max_tokens)],
                 caches=[job.cache],
-                all_tokens=[list(job.tokens[: job.cached])],
+                all_tokens=[list(job.tokens[: job.position])],
                 samplers=[self._sampler(job.sampling)],
                 logits_processors=[processors],
                 stop_sequences=[stops],
             )
         except Exception as exc:  # a bad request fails alone, before it touches the batch
             job.out.put(("error", exc, None))
-            return
+            return False
         self._batched[job.uid] = job
         self.peak_batch = max(self.peak_batch, len(self._batched))
+        return True
 
     def _sampler(self, sampling: Sampling) -> Callable[[Any], Any]:
         """One sampler per set of parameters: rows sharing it are sampled in one call."""
@@ -223,7 +258,10 @@ class BatchEngine:
         return self._samplers[key]
 
     def _reap(self) -> None:
-        """Take cancelled, abandoned and failed jobs out of the batch; their caches are kept."""
+        """Take cancelled, abandoned and failed jobs out; their caches are kept."""
+        for job in [j for j in self._prefilling if j.stopped()]:
+            self._prefilling.remove(job)
+            self._finish(job, job.tokens[: job.position], job.cache, "cancelled")
         gone = [uid for uid, job in self._batched.items() if job.stopped() or job.error]
         if not gone:
             return
@@ -266,9 +304,6 @@ class BatchEngine:
             self._finish(job, fed, job.cache, "cancelled")
             return False
         try:
-            if job.position < len(job.tokens) - 1:
-                self._prefill_chunk(job)
-                return True
             if isinstance(job, ChooseJob):
                 return self._score(job)
             assert isinstance(job, GenerateJob)
