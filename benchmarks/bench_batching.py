@@ -161,6 +161,8 @@ def main() -> None:
     print(f"\n2. a short turn submitted while a {size}-token prompt prefills", flush=True)
     long_run = Timed(backend, request)
     long_run.start()
+    while not engine.busy:  # the prompt is being templated and tokenized
+        time.sleep(0.002)
     wait_ticks(engine, 1)
     wait_ticks(engine, 3)
     per_chunk = statistics.median(list(engine.tick_seconds)[-3:])  # one chunk a tick, alone
