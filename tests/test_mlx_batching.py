@@ -211,14 +211,15 @@ def test_stop_during_a_long_prefill_frees_the_model_within_one_chunk(backend: An
     while engine.ticks < start + 3:  # a few chunks in
         assert time.monotonic() < deadline
         time.sleep(0.005)
-    at_cancel = engine.ticks
+    at_cancel, chunks = engine.ticks, engine.chunks
     stream.cancel.set()
     stream.join(60)
-    # The tick running when Stop came finishes (one chunk); the next one drops the prompt.
+    _wait_idle(engine)
+    # The chunk running when Stop came finishes; the next tick drops the prompt.
+    assert engine.chunks - chunks <= 1
     assert engine.ticks - at_cancel <= 2
     assert stream.last.finish_reason == "cancelled" and stream.tokens == []
     assert engine.ticks - start < chunks_needed  # it never prefilled the whole prompt
-    _wait_idle(engine)
     follow = _Stream(backend, _request(QUESTIONS[0]))
     _run_all([follow])
     assert follow.tokens == _single_stream_tokens(backend, _request(QUESTIONS[0]))

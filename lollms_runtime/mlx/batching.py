@@ -130,6 +130,7 @@ class BatchEngine:
         self.ticks = 0  # ticks run so far (tests and benchmarks count them)
         self.peak_batch = 0  # the most answers that shared the batch at once
         self.tick_seconds: deque[float] = deque(maxlen=256)  # the last ticks' durations
+        self.chunks = 0  # prefill chunks run so far
 
     # -- the callers' side ---------------------------------------------------------------------
 
@@ -320,6 +321,7 @@ class BatchEngine:
         self.model(mx.array(job.tokens[job.position : end])[None], cache=job.cache)
         mx.eval([c.state for c in job.cache])
         job.position = end
+        self.chunks += 1
 
     def _score(self, job: ChooseJob) -> bool:
         from .choose import score_choices
