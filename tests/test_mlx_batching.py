@@ -152,14 +152,27 @@ def test_a_cancelled_and_a_failed_turn_leave_their_neighbours_untouched(
         return [*processors, boom]
 
     monkeypatch.setattr(batching, "make_logits_processors", breaking)
-    neighbours = [_request(q) for q in QUESTIONS[:2]]
+    # Neighbours with short prompts (read first: fewest tokens left) and long answers, still
+    # running when the other two join and leave.
+    longer = Sampling(temperature=0.0, max_tokens=32)
+    neighbours = [_request(q, longer) for q in ("Write a poem.", "Count to twenty.")]
     expected = [_single_stream_tokens(backend, r) for r in neighbours]
-    cancelled = _Stream(backend, _request(QUESTIONS[2], Sampling(temperature=0.0, max_tokens=40)))
+    slow = "What is the capital of France? Answer in one full sentence, please."
+    cancelled = _Stream(backend, _request(slow, Sampling(temperature=0.0, max_tokens=40)))
     cancelled.cancel_after = 2
     failing_sampling = Sampling(temperature=0.0, max_tokens=16, logit_bias=marker)
-    failing = _Stream(backend, _request(QUESTIONS[3], failing_sampling))
+    failing = _Stream(backend, _request(f"{QUESTIONS[3]} Answer with a number.", failing_sampling))
     streams = [_Stream(backend, r) for r in neighbours]
-    _run_all([*streams, cancelled, failing])
+    engine = backend.server.engine
+    with engine.held():  # all four are taken in by the same tick
+        for stream in [*streams, cancelled, failing]:
+            stream.start()
+        deadline = time.monotonic() + 60
+        while engine.queued < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    for stream in [*streams, cancelled, failing]:
+        stream.join(300)
     for stream, want in zip(streams, expected, strict=True):
         assert stream.error is None and stream.tokens == want
     assert cancelled.error is None and cancelled.last.finish_reason == "cancelled"

@@ -29,7 +29,8 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 # prefills thousands of tokens a second, so it takes bigger chunks.
 PREFILL_CHUNK_CPU = 128
 PREFILL_CHUNK_GPU = 512
+# While answers are being written, a tick reads only this fraction of a chunk: each answer gets a
+# token per tick, so a long prompt read in full chunks would slow every answer to a token a chunk.
+BUSY_CHUNK_FRACTION = 4
 # Prompts prefilled side by side in one tick (each by one chunk).
 PREFILL_BATCH = 8
 # Answers decoded side by side; more wait inside the generator until a row frees.
@@ -127,6 +131,7 @@ class BatchEngine:
         self._generator: Any = None
         self._samplers: dict[tuple[Any, ...], Callable[[Any], Any]] = {}
         self._thread: threading.Thread | None = None
+        self._held = 0
         self.ticks = 0  # ticks run so far (tests and benchmarks count them)
         self.peak_batch = 0  # the most answers that shared the batch at once
         self.tick_seconds: deque[float] = deque(maxlen=256)  # the last ticks' durations
@@ -152,6 +157,24 @@ class BatchEngine:
                 if self._thread is None or not self._thread.is_alive():
                     raise RuntimeError("the model's engine thread stopped; see the log") from None
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No tick starts while the block runs: calls sent in it start together (tests, benches)."""
+        with self._cond:
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held -= 1
+                self._cond.notify()
+
+    @property
+    def queued(self) -> int:
+        """Calls handed over and not yet taken in by a tick."""
+        with self._cond:
+            return len(self._inbox)
+
     @property
     def busy(self) -> bool:
         """Whether any work is queued or running."""
@@ -166,26 +189,45 @@ class BatchEngine:
         with mx.stream(mx.new_stream(mx.default_device())):
             while True:
                 with self._cond:
-                    while not (self._inbox or self._batched or self._prefilling or self._solo):
+                    while self._held or not (
+                        self._inbox or self._batched or self._prefilling or self._solo
+                    ):
                         self._cond.wait()
                     new = list(self._inbox)
                     self._inbox.clear()
                 began = time.perf_counter()
-                for job in new:
-                    self._start(job)
-                self._reap()
-                if self._batched:
-                    self._batch_step()
-                if self._prefilling and self._prefill_step() and self._batched:
-                    # A prompt just joined: this step starts its answer, so its first token comes
-                    # out at the next tick's first step instead of a tick later.
-                    self._batch_step()
-                if self._solo:
-                    job = self._solo.popleft()
-                    if self._solo_step(job):
-                        self._solo.append(job)
+                try:
+                    self._tick(new)
+                except Exception as exc:  # a bug here must not leave callers waiting forever
+                    log.exception("the engine's tick failed; every running call fails")
+                    self._fail_all(
+                        [*new, *self._batched.values(), *self._prefilling, *self._solo], exc
+                    )
                 self.tick_seconds.append(time.perf_counter() - began)
                 self.ticks += 1
+
+    def _tick(self, new: list[Job]) -> None:
+        for job in new:
+            self._start(job)
+        self._reap()
+        if self._batched:
+            self._batch_step()
+        if self._prefilling and self._prefill_step() and self._batched:
+            # A prompt just joined: this step starts its answer, so its first token comes out at
+            # the next tick's first step instead of a tick later.
+            self._batch_step()
+        if self._solo:
+            job = self._solo.popleft()
+            if self._solo_step(job):
+                self._solo.append(job)
+
+    def _fail_all(self, jobs: list[Job], exc: Exception) -> None:
+        for job in set(jobs):
+            job.out.put(("error", exc, None))
+        self._batched.clear()
+        self._prefilling.clear()
+        self._solo.clear()
+        self._generator = None
 
     def _batch_generator(self) -> Any:
         from mlx_lm.generate import BatchGenerator
@@ -317,7 +359,10 @@ class BatchEngine:
     def _prefill_chunk(self, job: Job) -> None:
         import mlx.core as mx
 
-        end = min(job.position + self.prefill_chunk, len(job.tokens) - 1)
+        size = self.prefill_chunk
+        if self._batched or self._solo:
+            size = max(16, size // BUSY_CHUNK_FRACTION)
+        end = min(job.position + size, len(job.tokens) - 1)
         self.model(mx.array(job.tokens[job.position : end])[None], cache=job.cache)
         mx.eval([c.state for c in job.cache])
         job.position = end
