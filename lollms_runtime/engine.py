@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .backends.base import ImageBackend, TextBackend
+from .backends.base import BackendBusy, ImageBackend, TextBackend
 from .context import (
     Cancelled,
     Counters,
@@ -121,7 +121,9 @@ class Engine:
         except StepError as exc:
             status = Status.FAILED
             reply = Reply(text="")
-            yield TurnError(str(exc), ctx.step_id, exc.hint)
+            busy = _busy_cause(exc)
+            retry = busy.retry_after if busy is not None else None
+            yield TurnError(str(exc), ctx.step_id, exc.hint, retry_after=retry)
         except TemplateError as exc:
             status = Status.FAILED
             reply = Reply(text="")
@@ -333,3 +335,15 @@ def _tee(run: StepGen, step_id: str, parts: list[str]) -> StepGen:
 
 def _hook_failure(name: str, exc: BaseException) -> Any:
     return PluginFailure(name="(observer)", stage=name, error=f"{type(exc).__name__}: {exc}")
+
+
+def _busy_cause(exc: BaseException) -> BackendBusy | None:
+    """The model's "busy, try again" refusal behind a step's failure, if that is what it was."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BackendBusy):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

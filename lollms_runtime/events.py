@@ -102,6 +102,8 @@ class TurnError:
     message: str
     step_id: str = ""
     hint: str = ""
+    # Set when the model was too busy to take the turn: seconds after which to try again.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,35 @@ def test_real_model_streams_and_reuses_the_cache(client: openai.OpenAI) -> None:
     assert details is not None and details.cached_tokens
     # The whole first exchange (system, question, most of the answer) came from the cache.
     assert details.cached_tokens >= usage.prompt_tokens
+
+
+def test_a_full_model_queue_is_503_with_retry_after(
+    client: openai.OpenAI, mlx_backend: object
+) -> None:
+    queue = mlx_backend.turns  # type: ignore[attr-defined]
+    limits = (queue.max_running, queue.max_waiting)
+    queue.max_running, queue.max_waiting = 1, 0
+    try:
+        first = client.chat.completions.create(
+            model="assistant",
+            messages=[{"role": "user", "content": "Tell me a long story about a cat."}],
+            stream=True,
+            temperature=0,
+            max_tokens=48,
+        )
+        chunks = iter(first)
+        next(c for c in chunks if c.choices and c.choices[0].delta.content)
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(
+                model="assistant",
+                messages=[{"role": "user", "content": "Hello?"}],
+                max_tokens=4,
+            )
+        assert info.value.status_code == 503
+        assert int(info.value.response.headers["retry-after"]) >= 1
+        body = info.value.body
+        assert isinstance(body, dict) and body["code"] == "busy"
+        assert "busy" in body["message"]
+        first.close()
+    finally:
+        queue.max_running, queue.max_waiting = limits

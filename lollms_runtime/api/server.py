@@ -12,6 +12,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -211,6 +212,7 @@ def create_api(
         cancel = threading.Event()
         # Indexing attached files is real work: off the event loop, and refused with a 400
         # (before the turn starts) when a file cannot be read.
+        await asyncio.to_thread(_check_model_queue, runtime, target)
         turns.enter()  # busy: refused before anything is saved
         try:
             turn = await asyncio.to_thread(
@@ -257,6 +259,27 @@ def _discussion(service: ConversationService, chat: ChatRequest, target: Persona
             "discussion",
         )
     return saved.id
+
+
+def _check_model_queue(runtime: Any, target: Personality) -> None:
+    """503 at once when the model's own queue (batched MLX backends) is already full; the turn
+    would be refused at its first generation, after the stream had started."""
+    try:
+        queue = getattr(runtime.engine.text_backend(target), "turns", None)
+    except LollmsError:
+        return  # the turn reports why the model cannot be used
+    if (
+        queue is not None
+        and queue.running >= queue.max_running
+        and queue.waiting >= queue.max_waiting
+    ):
+        raise APIError(
+            503,
+            f"busy: {queue.running} turns are running and {queue.waiting} waiting on the model; "
+            "try again in a moment",
+            code="busy",
+            retry_after=max(1, math.ceil(queue.retry_after())),
+        )
 
 
 def _prepare(
@@ -437,6 +460,13 @@ class _Completion:
     def failure(self) -> APIError:
         assert self.error is not None
         hint = f" ({self.error.hint})" if self.error.hint else ""
+        if self.error.retry_after is not None:  # the model's queue was full: come back later
+            return APIError(
+                503,
+                f"busy: {self.error.message}{hint}",
+                code="busy",
+                retry_after=max(1, math.ceil(self.error.retry_after)),
+            )
         return APIError(500, f"the turn failed: {self.error.message}{hint}", code="turn_failed")
 
     def extras(self) -> dict[str, Any]:

@@ -63,16 +63,20 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         prefixes=personality.prefixes,
         answer_prefix=answer_prefix,
         cache_key=ctx.turn.discussion_id,
+        context_policy=personality.raw.get("context_policy", "drop_oldest"),
     )
     visible = bool(body.get("stream", ctx.visible))
     parts = [answer_prefix] if answer_prefix else []
     if visible and answer_prefix:
         yield ctx.token(answer_prefix, visible)
     last = None
+    notes: list[str] = []
     stream = ctx.text_backend().stream(request, cancel=ctx.turn.cancel)
     try:
         for chunk in stream:
             last = chunk
+            if chunk.note and chunk.note not in notes:
+                notes.append(chunk.note)
             if chunk.text:
                 parts.append(chunk.text)
                 yield ctx.token(chunk.text, visible)
@@ -84,7 +88,8 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
             close()
         if last is not None:
             ctx.count_tokens(last.prompt_tokens, last.generation_tokens, last.cached_tokens)
-            ctx.detail = last.note or ctx.detail  # e.g. sampling fields a remote server refused
+        if notes:  # e.g. sampling fields a remote server refused, messages left out to fit
+            ctx.detail = "; ".join([*([ctx.detail] if ctx.detail else []), *notes])
     text = "".join(parts)
     if ctx.turn.cancel.is_set() or (last is not None and last.finish_reason == "cancelled"):
         if visible:
@@ -105,6 +110,7 @@ def judge_request(ctx: StepContext, question: str, options: Sequence[str]) -> Ge
         sampling=ctx.sampling(),
         prefixes=ctx.personality.prefixes,
         cache_key=ctx.turn.discussion_id,
+        context_policy=ctx.personality.raw.get("context_policy", "drop_oldest"),
     )
 
 
