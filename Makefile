@@ -27,11 +27,13 @@ chat: setup
 	$(BIN)/lollms run gpt_for_art "Imagine something cool."
 
 # Debian packages: OpenBLAS makes MLX's float32 CPU matmuls fast (optional, taken when present);
-# Chromium runs the browser tests (never a browser download). Installed only when missing.
+# Chromium runs the browser tests (never a browser download); espeak-ng is the offline voice of
+# plugins/speech. Installed only when missing.
 system-deps:
 	@[ "$$(uname -s)" = Linux ] || exit 0; \
 	missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	ls /usr/lib/*/openblas-pthread/libopenblas.so.0 >/dev/null 2>&1 || missing="$$missing libopenblas0-pthread"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -9,8 +9,11 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 
+from .contracts import StepKind
 from .errors import Problem
+from .pipeline import defined_names
 from .plugins import PluginHost
+from .schema import base_schema
 from .templating import CONTEXT_NAMES, environment, free_names, parse
 from .yamldoc import Document, Path_
 
@@ -31,7 +34,12 @@ JINJA_GLOBALS = frozenset(
         "False",
     }
 )
-LOOP_NAMES = frozenset({"loop_index"})
+# The options every step shares, from the schema: "expression" or "template" for those whose
+# value is checked as such (``x-template``), "" for the others.
+COMMON_KEYS: dict[str, str] = {
+    key: str(spec.get("x-template", ""))
+    for key, spec in base_schema()["$defs"]["step_common"].items()
+}
 SYNTAX_HINTS = {
     True: "write a Jinja expression, without {{ }}: e.g. settings.paint and message",
     False: "check that every {{ has its }} and every {% if %} its {% endif %}",
@@ -150,81 +158,90 @@ class _Checker:
             kind = self.host.step_kinds.get(kind_name)
             if kind is None or not isinstance(body, dict):
                 continue
-            here = (*path, index, kind_name)
-            if kind_name == "set":
-                for name, value in body.items():
-                    self.check(value, (*here, name), known)
-                known |= set(body)
-                continue
-            self.check(body.get("when"), (*here, "when"), known, expression=True)
-            self.step_body(kind_name, body, here, known)
-            known |= set(_ids([step], self.host))
+            self.step_body(kind, body, (*path, index, kind_name), known)
+            known |= set(defined_names([step], self.host.step_kinds))
         return known
 
     def step_body(
-        self, kind_name: str, body: Mapping[str, Any], here: Path_, known: set[str]
+        self, kind: StepKind, body: Mapping[str, Any], here: Path_, known: set[str]
     ) -> None:
-        kind = self.host.step_kinds[kind_name]
-        nested = set(kind.nested)
+        """Check one step's templates and nested steps, as its kind declares them."""
+        common = COMMON_KEYS if kind.common else {}
+        self.fields(kind, body, here, known, skip=(*kind.nested, *kind.after_nested), common=common)
+        inner = known | set(kind.scope(body) if kind.scope else ())
+        after = set(inner)
+        for key in kind.nested:
+            after |= self.nested(kind, body.get(key), (*here, key), inner)
+        self.fields(kind, {k: body[k] for k in kind.after_nested if k in body}, here, after)
+        if kind.operations:
+            self.operations(body.get(kind.operations), (*here, kind.operations), known)
+        ref = body.get(kind.pipeline_ref) if kind.pipeline_ref else None
+        if isinstance(ref, str) and ref not in self.pipelines:
+            close = difflib.get_close_matches(ref, sorted(self.pipelines), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "define it under pipelines:"
+            self.problems.append(
+                self.doc.problem((*here, kind.pipeline_ref), f"no sub-pipeline named '{ref}'", hint)
+            )
+
+    def fields(
+        self,
+        kind: StepKind,
+        body: Mapping[str, Any],
+        here: Path_,
+        known: set[str],
+        skip: Iterable[str] = (),
+        common: Mapping[str, str] | None = None,
+    ) -> None:
+        """The templates and expressions among ``body``'s values (a common key: as the schema's
+        ``x-template`` says; any other string that holds ``{{``: a template)."""
+        skipped = set(skip) | {kind.operations}
         for key, value in body.items():
-            if key in nested or key in (
-                "when",
-                "ops",
-                "id",
-                "title",
-                "on_error",
-                "retries",
-                "timeout",
-            ):
+            if key in skipped:
                 continue
-            if key in kind.expressions:
-                if kind_name == "loop" and key == "while":
-                    continue  # checked with the loop body's names below
+            role = common.get(key) if common else None
+            if role == "":
+                continue  # a common option that is not a template (id, retries, ...)
+            if key in kind.expressions or role == "expression":
                 self.check(value, (*here, key), known, expression=True)
             elif isinstance(value, list):
                 for i, item in enumerate(value):
                     self.check(item, (*here, key, i), known)
             else:
                 self.check(value, (*here, key), known)
-        if kind_name == "post_process":
-            for i, op in enumerate(body.get("ops") or ()):
-                if isinstance(op, dict) and "template" in op:
-                    self.check(
-                        op["template"], (*here, "ops", i, "template"), known, extra=("text",)
-                    )
-        elif kind_name == "condition":
-            for key in ("then", "else", "default"):
-                self.steps(body.get(key), (*here, key), known)
-            for i, branch in enumerate(body.get("elif") or ()):
-                if isinstance(branch, dict):
-                    self.check(branch.get("if"), (*here, "elif", i, "if"), known, expression=True)
-                    self.check(branch.get("ask"), (*here, "elif", i, "ask"), known)
-                    self.steps(branch.get("then"), (*here, "elif", i, "then"), known)
-            for case, steps in (body.get("cases") or {}).items():
-                self.steps(steps, (*here, "cases", case), known)
-        elif kind_name == "loop":
-            inner = self.steps(body.get("steps"), (*here, "steps"), known)
-            self.check(body.get("while"), (*here, "while"), inner, expression=True)
-        elif kind_name == "for_each":
-            item = str(body.get("as", "item"))
-            self.steps(body.get("steps"), (*here, "steps"), known | {item} | LOOP_NAMES)
-        elif kind_name == "call" and isinstance(body.get("pipeline"), str):
-            if body["pipeline"] not in self.pipelines:
-                close = difflib.get_close_matches(body["pipeline"], sorted(self.pipelines), n=1)
-                hint = f"did you mean '{close[0]}'?" if close else "define it under pipelines:"
-                self.problems.append(
-                    self.doc.problem(
-                        (*here, "pipeline"), f"no sub-pipeline named '{body['pipeline']}'", hint
-                    )
-                )
-        else:  # a plugin's kind with nested step lists (or mappings of name -> step list)
-            for key in kind.nested:
-                value = body.get(key)
-                if isinstance(value, list):
-                    self.steps(value, (*here, key), known)
-                elif isinstance(value, dict):
-                    for name, inner in value.items():
-                        self.steps(inner, (*here, key, name), known)
+
+    def nested(self, kind: StepKind, value: Any, here: Path_, known: set[str]) -> set[str]:
+        """Check what a nested key holds: steps, name -> steps, or branches; returns the names
+        known after it."""
+        after = set(known)
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                after |= self.steps(inner, (*here, name), known)
+        elif isinstance(value, list):
+            steps = [s for s in value if not _is_branch(s, self.host)]
+            if len(steps) == len(value):
+                return self.steps(value, here, known)
+            for i, branch in enumerate(value):  # branches: keys declared like the kind's own
+                if isinstance(branch, dict) and _is_branch(branch, self.host):
+                    nested = [k for k in branch if k in kind.nested]
+                    self.fields(kind, branch, (*here, i), known, skip=nested)
+                    for key in nested:
+                        after |= self.nested(kind, branch[key], (*here, i, key), known)
+        return after
+
+    def operations(self, ops: Any, here: Path_, known: set[str]) -> None:
+        """Operations whose argument is a template (PostProcessor.template)."""
+        for i, op in enumerate(ops if isinstance(ops, list) else ()):
+            if not (isinstance(op, dict) and len(op) == 1):
+                continue
+            ((name, args),) = op.items()
+            spec = self.host.postprocessors.get(name)
+            if spec is not None and spec.template:
+                self.check(args, (*here, i, name), known, extra=spec.names)
+
+
+def _is_branch(item: Any, host: PluginHost) -> bool:
+    """A mapping in a nested list that is not a step (condition's elif: if/ask with then)."""
+    return isinstance(item, dict) and not (len(item) == 1 and next(iter(item)) in host.step_kinds)
 
 
 def _setting_reads(ast: nodes.Template) -> Iterable[str]:
@@ -242,15 +259,8 @@ def _setting_reads(ast: nodes.Template) -> Iterable[str]:
 
 
 def _ids(steps: Sequence[Any], host: PluginHost) -> Iterable[str]:
-    """Every id and set variable defined in these steps, nested ones included (found under the
-    keys each kind declares as nested)."""
-    from .engine import _walk
-
-    for kind, body in _walk(list(steps), host.step_kinds):
-        if kind == "set":
-            yield from (str(k) for k in body)
-        elif isinstance(body.get("id"), str):
-            yield body["id"]
+    """Every name defined in these steps, nested ones included (as each kind declares them)."""
+    return defined_names(list(steps), host.step_kinds)
 
 
 def check_pipeline(doc: Document, host: PluginHost) -> list[Problem]:

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-# "cancelled": the turn was stopped (Stop button, Ctrl-C) while the step ran.
-StepStatus = Literal["ok", "skipped", "failed", "fallback", "cancelled"]
-TurnStatus = Literal["ok", "error", "cancelled"]
+
+class Status(enum.StrEnum):
+    """Where a step, an answer or a whole turn stands: one vocabulary for the events, the store
+    (stored as is) and every front end. A ``StrEnum``, so ``Status.OK == "ok"``."""
+
+    RUNNING = "running"  # a step under way, or an answer still being written
+    OK = "ok"
+    SKIPPED = "skipped"  # a step whose ``when`` was false
+    FALLBACK = "fallback"  # a step that failed and went on with its ``fallback`` value
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped on purpose (Stop button, Ctrl-C)
+    INTERRUPTED = "interrupted"  # its writer went away (process killed) before it finished
+
+
+# What a finished step may report, and what a turn (``Done``) or a finished answer may end with.
+STEP_END: frozenset[Status] = frozenset(
+    {Status.OK, Status.SKIPPED, Status.FALLBACK, Status.FAILED, Status.CANCELLED}
+)
+TURN_END: frozenset[Status] = frozenset({Status.OK, Status.FAILED, Status.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -34,7 +51,7 @@ class StepFinished:
     kind: str
     title: str
     path: str
-    status: StepStatus
+    status: Status  # one of STEP_END
     output: Any = None
     duration: float = 0.0
     prompt_tokens: int = 0
@@ -42,6 +59,9 @@ class StepFinished:
     generation_tokens: int = 0
     detail: str = ""  # e.g. the branch a condition took and the model's probability
     error: str = ""
+    # The output is the turn's answer (the kind declares ``answer``: a reply): front ends show it
+    # once, as the answer, not again in the trace.
+    answer: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,11 +78,12 @@ class Progress:
     step_id: str
     done: int
     total: int
+    label: str = "progress"  # what the step is doing, in the runner's words: "painting"
 
 
-def progress_text(kind: str, done: int, total: int) -> str:
-    """A long step's progress as people see it, e.g. ``painting 3/20`` for text_to_image."""
-    return f"{'painting' if kind == 'text_to_image' else 'progress'} {done}/{total}"
+def progress_text(event: Progress) -> str:
+    """A long step's progress as people see it, e.g. ``painting 3/20``."""
+    return f"{event.label} {event.done}/{event.total}"
 
 
 @dataclass(frozen=True)
@@ -81,11 +102,13 @@ class TurnError:
     message: str
     step_id: str = ""
     hint: str = ""
+    # Set when the model was too busy to take the turn: seconds after which to try again.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
 class Done:
-    status: TurnStatus
+    status: Status  # one of TURN_END
     text: str = ""
     duration: float = 0.0
     prompt_tokens: int = 0

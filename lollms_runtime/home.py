@@ -8,10 +8,15 @@ from pathlib import Path
 from .errors import LollmsError
 
 
+def home_path() -> Path:
+    """Where the runtime's home folder is, without creating it (for reading a file there)."""
+    raw = os.environ.get("LOLLMS_HOME")
+    return Path(raw).expanduser() if raw else Path.home() / ".lollms-runtime"
+
+
 def home() -> Path:
     """The runtime's home folder, created on first use."""
-    raw = os.environ.get("LOLLMS_HOME")
-    path = Path(raw).expanduser() if raw else Path.home() / ".lollms-runtime"
+    path = home_path()
     _make_folder(path, "LOLLMS_HOME")
     return path
 

@@ -35,8 +35,13 @@ def register_image_backends(register: Any) -> None:
 
 
 @hookspec
-def register_commands(subparsers: Any) -> None:
-    """Add subcommands to the ``lollms`` CLI (an ``argparse`` subparsers object)."""
+def register_embedding_backends(register: Any) -> None:
+    """Register embedding backends (dense retrieval): ``register(EmbeddingBackendFactory(...))``."""
+
+
+@hookspec
+def register_commands(subparsers: Any, common: Any) -> None:
+    """Add ``lollms`` subcommands: ``subparsers.add_parser(NAME, parents=[common])`` (the shared options)."""
 
 
 @hookspec
@@ -51,7 +56,7 @@ def lollms_turn_started(turn: Any) -> None:
 
 @hookspec
 def lollms_step_finished(turn: Any, step: Any, result: Any) -> None:
-    """Called after each pipeline step with its result (output, duration, token counts)."""
+    """Called when a step ends, however it ends, with its ``StepFinished`` (status, duration, tokens)."""
 
 
 @hookspec

@@ -190,7 +190,12 @@ def validate_document(doc: Document, host: PluginHost) -> list[Problem]:
     if not errors:
         from .checks import check_pipeline  # templates: syntax, names and their order
 
-        return _check_paths(doc, data) + _check_settings(doc, data) + check_pipeline(doc, host)
+        return (
+            _check_paths(doc, data)
+            + _check_settings(doc, data)
+            + _check_lore(doc, data)
+            + check_pipeline(doc, host)
+        )
 
     def rank(e: ValidationError) -> tuple[Any, ...]:
         # jsonschema's relevance, except that among equally relevant errors the one written
@@ -239,6 +244,15 @@ def _check_paths(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _check_lore(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
+    """What the schema cannot say of a lorebook: every pattern compiles (lollms_runtime.knowledge)."""
+    if not data.get("lore"):
+        return []
+    from .knowledge.lore import check_lore
+
+    return [doc.problem(where, message, hint) for where, message, hint in check_lore(data["lore"])]
+
+
 def _check_settings(doc: Document, data: Mapping[str, Any]) -> list[Problem]:
     """What the schema cannot say: a setting's default lies within its own bounds and choices."""
     problems: list[Problem] = []
@@ -282,10 +296,10 @@ def _normalize(data: dict[str, Any], kinds: Mapping[str, StepKind]) -> None:
             item[kind] = body = {}
         if not isinstance(body, dict):
             return
-        ops = body.get("ops")
-        if kind == "post_process" and isinstance(ops, list):
-            body["ops"] = [{op: None} if isinstance(op, str) else op for op in ops]
         spec = kinds.get(kind)
+        ops = body.get(spec.operations) if spec and spec.operations else None
+        if spec and isinstance(ops, list):
+            body[spec.operations] = [{op: None} if isinstance(op, str) else op for op in ops]
         for key in spec.nested if spec else ():
             if key in body:
                 nested(body[key])

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from . import patterns
 from .backends.base import BackendUnavailable, ChatMessage, GenerationRequest
+from .contracts import StepKind
 from .engine import Engine, Turn
 from .errors import LollmsError
 from .events import Done, Event, ImageProduced, Reply, StepFinished, TurnError
@@ -90,12 +91,13 @@ def is_scripted(test: Mapping[str, Any]) -> bool:
     return "scripted" in test or "choices" in test
 
 
-def collect(events: Iterable[Event]) -> Outcome:
-    """Read a turn's events into an :class:`Outcome`."""
+def collect(events: Iterable[Event], kinds: Mapping[str, StepKind]) -> Outcome:
+    """Read a turn's events into an :class:`Outcome` (``kinds``: the registered step kinds)."""
     outcome = Outcome()
     reply: Reply | None = None
     for event in events:
-        if isinstance(event, StepFinished) and event.kind == "condition" and event.status == "ok":
+        kind = kinds.get(event.kind) if isinstance(event, StepFinished) else None
+        if isinstance(event, StepFinished) and kind and kind.branches and event.status == "ok":
             outcome.branches[event.step_id] = str(event.output)
         elif isinstance(event, ImageProduced):
             outcome.images += 1
@@ -241,7 +243,7 @@ class TestRunner:
                 settings=settings,
                 artifacts_dir=Path(folder),
             )
-            return collect(engine.run_turn(turn))
+            return collect(engine.run_turn(turn), self.host.step_kinds)
 
     def _real_runtime(self) -> Any:
         """The runtime with its text backend loaded, or None (``_unavailable`` says why)."""
@@ -280,7 +282,7 @@ class TestRunner:
                 sampling=sampling,
                 artifacts_dir=Path(folder),
             )
-            return collect(events)
+            return collect(events, self.host.step_kinds)
 
 
 def summary(results: Sequence[TestResult], duration: float) -> str:

@@ -27,7 +27,10 @@ DEFAULT_PLUGINS = (
     "lollms_runtime.default_plugins.steps",
     "lollms_runtime.default_plugins.postprocessors",
     "lollms_runtime.default_plugins.mlx_backend",
+    "lollms_runtime.default_plugins.openai_backend",
     "lollms_runtime.default_plugins.image_backends",
+    "lollms_runtime.default_plugins.commands",
+    "lollms_runtime.default_plugins.knowledge",
 )
 
 

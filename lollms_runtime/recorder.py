@@ -1,4 +1,4 @@
-"""Saving a turn into the discussion store as its events stream (shared by the CLI and the app)."""
+"""Saving a turn into the discussion store as its events stream (used by the conversation service)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,11 @@ from typing import Any
 
 from .backends.base import ChatMessage
 from .errors import LollmsError
-from .events import Done, Event, ImageProduced, Reply, StepFinished, Token, TurnError
-from .store import LEAF, Store, StoreError
+from .events import Done, Event, ImageProduced, Reply, Status, StepFinished, Token, TurnError
+from .store import LEAF, DiscussionStore, StoreError, StoreFull
 from .store.models import Message
 
 log = logging.getLogger(__name__)
-
-_STATUS = {"ok": "complete", "error": "error", "cancelled": "cancelled"}
-_STEP_STATUS = {
-    "ok": "complete",
-    "skipped": "skipped",
-    "failed": "error",
-    "fallback": "complete",
-    "cancelled": "cancelled",
-}
-_DETAIL = " — "  # a step's detail is saved after its title: "title — detail"
 
 
 def history_of(thread: list[Message]) -> list[ChatMessage]:
@@ -33,19 +23,8 @@ def history_of(thread: list[Message]) -> list[ChatMessage]:
     return [
         ChatMessage(m.role, m.content)
         for m in thread
-        if m.role in ("user", "assistant") and m.content and m.status != "error"
+        if m.role in ("user", "assistant") and m.content and m.status != Status.FAILED
     ]
-
-
-def step_title(title: str, detail: str) -> str:
-    """How a step's title and detail (branch taken, iterations) are saved together."""
-    return f"{title}{_DETAIL}{detail}" if detail else title
-
-
-def split_step_title(saved: str) -> tuple[str, str]:
-    """A saved step title back into (title, detail)."""
-    title, _sep, detail = saved.partition(_DETAIL)
-    return title, detail
 
 
 def _jsonable(value: Any) -> Any:
@@ -65,7 +44,7 @@ class Recording:
 
     def __init__(
         self,
-        store: Store,
+        store: DiscussionStore,
         discussion_id: str,
         *,
         parent_id: str | None = None,
@@ -112,9 +91,9 @@ class Recording:
                     error = event.message + (f"\n{event.hint}" if event.hint else "")
                 elif isinstance(event, Done):
                     self._finish(
-                        _STATUS[event.status],
+                        event.status,
                         content=reply_text
-                        if reply_text is not None and event.status == "ok"
+                        if reply_text is not None and event.status == Status.OK
                         else None,
                         error=error,
                         stats={
@@ -125,19 +104,31 @@ class Recording:
                         },
                     )
                 yield event
+        except StoreFull as exc:
+            # The answer cannot be saved any further: stop the model, keep what was written,
+            # and end the turn with a message instead of an exception in every front end.
+            close = getattr(events, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+            with contextlib.suppress(StoreError):
+                self._finish(Status.FAILED, error=str(exc))
+            self.finished = True
+            yield TurnError(str(exc), hint="free some disk space, then continue the answer")
+            yield Done(Status.FAILED)
         except LollmsError as exc:  # e.g. settings that do not fit, raised as the turn starts
-            self._finish("error", error=str(exc))
+            self._finish(Status.FAILED, error=str(exc))
             raise
         except Exception as exc:  # a plugin or personality bug: say so, keep the text so far
-            self._finish("error", error=unexpected(exc))
+            self._finish(Status.FAILED, error=unexpected(exc))
             raise
         finally:
             if not self.finished:  # the consumer stopped early (closed generator, Ctrl-C)
-                self._finish("cancelled")
+                self._finish(Status.CANCELLED)
 
-    def _finish(self, status: str, **kwargs: Any) -> None:
+    def _finish(self, status: Status, **kwargs: Any) -> None:
         if not self.finished:
-            self.store.finish_answer(self.answer_id, status, **kwargs)  # type: ignore[arg-type]
+            self.store.finish_answer(self.answer_id, status, **kwargs)
             self.finished = True
 
     def _step(self, event: StepFinished) -> None:
@@ -145,9 +136,10 @@ class Recording:
             self.answer_id,
             event.kind,
             step_id=event.step_id,
-            title=step_title(event.title, event.detail),
-            status=_STEP_STATUS[event.status],  # type: ignore[arg-type]
-            output=None if event.kind == "reply" else _jsonable(event.output),
+            title=event.title,
+            detail=event.detail,
+            status=event.status,
+            output=None if event.answer else _jsonable(event.output),
             duration_s=event.duration,
             prompt_tokens=event.prompt_tokens,
             generation_tokens=event.generation_tokens,
@@ -173,7 +165,7 @@ def unexpected(exc: BaseException) -> str:
 
 
 def record_turn(
-    store: Store,
+    store: DiscussionStore,
     discussion_id: str,
     events: Iterator[Event],
     *,

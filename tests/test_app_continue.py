@@ -9,6 +9,7 @@ import pytest
 from app_helpers import PERSONALITIES
 
 from lollms_runtime.app.turns import Chat
+from lollms_runtime.conversation import ConversationService
 from lollms_runtime.engine import Engine
 from lollms_runtime.runtime import Runtime
 from lollms_runtime.store import Store
@@ -24,11 +25,11 @@ def rig(tmp_path: Path) -> Rig:
     runtime.engine = Engine(
         runtime.host, text, ScriptedImageBackend(), resolve_personality=runtime.catalog.get
     )
-    return Chat(runtime, Store(tmp_path / "d.sqlite3")), text
+    return Chat(ConversationService(runtime, Store(tmp_path / "d.sqlite3"))), text
 
 
 def _send(chat: Chat, message: str, max_tokens: int = 64, did: str | None = None) -> str:
-    p = chat.runtime.catalog.get("assistant")
+    p = chat.service.runtime.catalog.get("assistant")
     turns = chat.send(
         p,
         message,
@@ -41,7 +42,7 @@ def _send(chat: Chat, message: str, max_tokens: int = 64, did: str | None = None
 
 
 def _continue(chat: Chat, did: str, cancel: threading.Event | None = None) -> list[object]:
-    p = chat.runtime.catalog.get("assistant")
+    p = chat.service.runtime.catalog.get("assistant")
     turns = chat.continue_(p, did, settings={}, sampling={}, cancel=cancel or threading.Event())
     return [shown for _did, shown in turns]
 
@@ -50,8 +51,8 @@ def test_continue_extends_an_answer_cut_at_max_tokens(rig: Rig) -> None:
     chat, text = rig
     text.enqueue("one two three four five six seven")
     did = _send(chat, "Count to seven with {{ braces }}.", max_tokens=3)
-    answer = chat.store.thread(did)[-1]
-    assert (answer.content, answer.status) == ("one two three", "complete")
+    answer = chat.service.store.thread(did)[-1]
+    assert (answer.content, answer.status) == ("one two three", "ok")
     first_request = text.history[-1]
 
     text.enqueue(" four five {{ six }}")  # a model goes on with the space
@@ -61,17 +62,17 @@ def test_continue_extends_an_answer_cut_at_max_tokens(rig: Rig) -> None:
     # Same user message and the same history before it (here: none) as the first request.
     assert request.messages == first_request.messages
     assert request.messages[-1].content == "Count to seven with {{ braces }}."
-    thread = chat.store.thread(did)
+    thread = chat.service.store.thread(did)
     assert len(thread) == 2  # the same answer grew: no new message
     grown = thread[-1]
-    assert grown.id == answer.id and grown.status == "complete"
+    assert grown.id == answer.id and grown.status == "ok"
     assert grown.content == "one two three four five {{ six }}"
     # While it streamed, the chat showed the old text and then the new words after it.
     texts = [m["content"] for s in shown for m in s.messages if m["role"] == "assistant"]  # type: ignore[attr-defined]
     assert any(t == "one two three four" for t in texts)
     assert not any("one two threeone" in str(t) for t in texts)  # the prefix is not doubled
     # The answer's steps now include the continuing generate.
-    kinds = [s.kind for s in chat.store.steps(grown.id)]
+    kinds = [s.kind for s in chat.service.store.steps(grown.id)]
     assert kinds.count("generate") == 2
 
 
@@ -80,17 +81,17 @@ def test_continue_a_stopped_answer_and_an_interrupted_one(rig: Rig, tmp_path: Pa
     cancel = threading.Event()
     text.enqueue("alpha beta gamma delta epsilon")
     text.on_chunk = lambda n: cancel.set() if n == 2 else None
-    p = chat.runtime.catalog.get("assistant")
+    p = chat.service.runtime.catalog.get("assistant")
     did = list(
         chat.send(p, "Greek letters.", discussion_id=None, settings={}, sampling={}, cancel=cancel)
     )[-1][0]
-    stopped = chat.store.thread(did)[-1]
+    stopped = chat.service.store.thread(did)[-1]
     assert stopped.status == "cancelled" and stopped.content == "alpha beta"
     text.on_chunk = None
     text.enqueue(" gamma delta")
     _continue(chat, did)
-    answer = chat.store.get_message(stopped.id)
-    assert (answer.status, answer.content) == ("complete", "alpha beta gamma delta")
+    answer = chat.service.store.get_message(stopped.id)
+    assert (answer.status, answer.content) == ("ok", "alpha beta gamma delta")
     assert text.history[-1].answer_prefix == "alpha beta"
 
     # Stopped again while continuing: what came so far is kept, status cancelled.
@@ -98,37 +99,37 @@ def test_continue_a_stopped_answer_and_an_interrupted_one(rig: Rig, tmp_path: Pa
     text.enqueue(" epsilon zeta eta theta")
     text.on_chunk = lambda n: cancel.set() if n == 2 else None  # "", " epsilon"
     shown = _continue(chat, did, cancel)
-    answer = chat.store.get_message(stopped.id)
+    answer = chat.service.store.get_message(stopped.id)
     assert answer.status == "cancelled"
     assert answer.content == "alpha beta gamma delta epsilon"
     assert shown[-1].messages[-1]["content"] == "*(stopped)*"  # type: ignore[attr-defined]
 
     # An answer whose writer went away (closed mid-answer) is interrupted: it continues too.
-    other = Store(chat.store.path)
+    other = Store(chat.service.store.path)
     did2 = other.create_discussion("assistant").id
     other.add_message(did2, "user", "Half a sentence.")
     half = other.begin_answer(did2)
     other.append_answer(half, "This is half")
     other.close()
-    assert chat.store.get_message(half).status == "interrupted"
+    assert chat.service.store.get_message(half).status == "interrupted"
     text.on_chunk = None
     text.enqueue(" a sentence.")
     _continue(chat, did2)
-    answer = chat.store.get_message(half)
-    assert (answer.status, answer.content) == ("complete", "This is half a sentence.")
+    answer = chat.service.store.get_message(half)
+    assert (answer.status, answer.content) == ("ok", "This is half a sentence.")
 
 
 def test_nothing_to_continue_is_said(rig: Rig) -> None:
     chat, _text = rig
-    did = chat.store.create_discussion("assistant").id
-    chat.store.add_message(did, "user", "Hello?")
+    did = chat.service.store.create_discussion("assistant").id
+    chat.service.store.add_message(did, "user", "Hello?")
     with pytest.raises(Exception, match="nothing to continue"):
         _continue(chat, did)
 
 
 def test_switching_between_regenerated_answers_and_edited_messages(rig: Rig) -> None:
     chat, text = rig
-    p = chat.runtime.catalog.get("assistant")
+    p = chat.service.runtime.catalog.get("assistant")
     text.enqueue("First answer.", "Second answer.", "Edited answer.")
     did = _send(chat, "Say hello.")
     assert chat.versions(did) == {}
@@ -137,29 +138,29 @@ def test_switching_between_regenerated_answers_and_edited_messages(rig: Rig) -> 
     assert (version.label, "user" in chat.versions(did)) == ("2/2", False)
 
     chat.switch(did, "assistant", -1)
-    assert chat.store.thread(did)[-1].content == "First answer."
+    assert chat.service.store.thread(did)[-1].content == "First answer."
     assert chat.versions(did)["assistant"].label == "1/2"
     shown = chat.show(p, did)
     assert shown.messages[-1]["content"] == "First answer."
     chat.switch(did, "assistant", +1)
-    assert chat.store.thread(did)[-1].content == "Second answer."
+    assert chat.service.store.thread(did)[-1].content == "Second answer."
 
-    user = chat.store.thread(did)[0]
+    user = chat.service.store.thread(did)[0]
     list(chat.edit(p, did, user.id, "Say bye.", settings={}, sampling={}, cancel=threading.Event()))
     found = chat.versions(did)
     assert found["user"].label == "2/2" and "assistant" not in found
     chat.switch(did, "user", -1)  # back to the first question, with the answer last shown there
-    thread = chat.store.thread(did)
+    thread = chat.service.store.thread(did)
     assert [m.content for m in thread] == ["Say hello.", "Second answer."]
     assert chat.versions(did)["user"].label == "1/2"
     assert chat.versions(did)["assistant"].label == "2/2"
     chat.switch(did, "user", +1)
-    assert [m.content for m in chat.store.thread(did)] == ["Say bye.", "Edited answer."]
+    assert [m.content for m in chat.service.store.thread(did)] == ["Say bye.", "Edited answer."]
 
 
 def test_painting_progress_shows_in_the_trace(rig: Rig) -> None:
     chat, text = rig
-    p = chat.runtime.catalog.get("gpt_for_art")
+    p = chat.service.runtime.catalog.get("gpt_for_art")
     text.enqueue("Artbot: A neon city at night, glowing in violet light.")
     turns = chat.send(
         p,

@@ -11,6 +11,8 @@ import pytest
 
 from lollms_runtime.app import controls
 from lollms_runtime.app.turns import Chat
+from lollms_runtime.backends.base import Sampling
+from lollms_runtime.conversation import ConversationService
 from lollms_runtime.engine import Engine
 from lollms_runtime.personality import Setting
 from lollms_runtime.runtime import Runtime
@@ -40,7 +42,7 @@ class Rig:
             self.runtime.host, self.text, painter, resolve_personality=self.runtime.catalog.get
         )
         self.store = Store(tmp_path / "discussions.sqlite3")
-        self.chat = Chat(self.runtime, self.store)
+        self.chat = Chat(ConversationService(self.runtime, self.store))
 
     def turn(self, pid: str, values: dict[str, Any], sampling: dict[str, Any] | None = None) -> Any:
         """Run one turn with control ``values`` passed through the real Gradio components."""
@@ -191,3 +193,33 @@ def test_settings_are_saved_per_personality(rig: Rig) -> None:
     assert values["count"] == 8
     assert values["mode"] == "calm"  # no longer valid: the default
     assert "gone" not in values
+
+
+def test_the_sampling_bounds_are_the_schemas() -> None:
+    """One statement of each bound: the schema's sampling, read by the panel and the steps."""
+    from lollms_runtime.default_plugins.steps import GENERATE
+    from lollms_runtime.schema import base_schema
+
+    sampling = base_schema()["$defs"]["sampling"]["properties"]
+    fields = {name: (label, lo, hi) for name, label, lo, hi, _step in controls.SAMPLING_FIELDS}
+    assert fields == {
+        "temperature": ("Temperature", 0, 2),
+        "top_p": ("Top p", 0.01, 1),  # the schema excludes 0
+        "top_k": ("Top k (0 = off)", 0, None),  # unbounded above: a number box
+        "max_tokens": ("Max tokens", 1, 131072),
+        "repetition_penalty": ("Repetition penalty", 0.5, 2),
+    }
+    panel = controls.build_sampling_controls(Sampling())
+    assert [type(c).__name__ for c in panel] == [
+        "Slider",
+        "Slider",
+        "Number",
+        "Slider",
+        "Slider",
+        "Number",
+    ]
+    assert panel[3].maximum == sampling["max_tokens"]["maximum"]
+    step = GENERATE.schema["properties"]
+    for name in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_tokens"):
+        bounds = {k: v for k, v in sampling[name].items() if "imum" in k}
+        assert {k: v for k, v in step[name].items() if "imum" in k} == bounds, name

@@ -235,6 +235,41 @@ def test_validate_json(lollms: Run, tmp_path: Path) -> None:
     ]
 
 
+def test_validate_takes_the_package_folder_that_new_prints(lollms: Run, tmp_path: Path) -> None:
+    code, out, _ = lollms("new", "Chef Bot", "--to", str(tmp_path))
+    root = Path(out.splitlines()[0].removeprefix("Created "))
+    assert code == 0 and root == tmp_path / "lollms-personality-chef-bot"
+    folder = root / "lollms_personality_chef_bot"
+    assert lollms("validate", str(root)) == (0, f"{folder}: ok (chef_bot)\n", "")
+
+
+def test_validate_finds_the_personalities_of_a_collection(
+    lollms: Run, collection: Path, tmp_path: Path
+) -> None:
+    write(collection / ".hidden" / "ghost", "ghost", "Ghost")  # hidden folders are not searched
+    bad = write(collection / "deep" / "er" / "bad", "bad", "Bad", extra="sampling: {top_k: -1}\n")
+    code, out, err = lollms("validate", str(collection))
+    assert code == 1
+    assert out == (
+        f"{collection / 'art' / 'painter'}: ok (painter)\n"
+        f"{collection / 'coding' / 'coder'}: ok (coder)\n"
+    )
+    assert err.startswith(f"{bad}:6:19: sampling.top_k: -1 is below the minimum of 0\n")
+    assert err.endswith("2 valid, 1 invalid\n")
+
+
+def test_validate_says_where_it_looked_when_it_finds_nothing(lollms: Run, tmp_path: Path) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    code, out, err = lollms("validate", str(tmp_path / "empty"))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"{tmp_path / 'empty'}:1:1: no personality.yaml found\n"
+        f"    hint: looked in {tmp_path / 'empty'} and its sub-folders (2 folders, 8 levels deep "
+        "at most); give a personality.yaml, its folder, a package folder or a folder of "
+        "personalities\n"
+    )
+
+
 def test_new_scaffolds_a_valid_package(lollms: Run, tmp_path: Path) -> None:
     code, out, _ = lollms("new", "Chef Bot", "--to", str(tmp_path), "--author", "Ann")
     root = tmp_path / "lollms-personality-chef-bot"
@@ -286,6 +321,7 @@ def test_plugins_json(lollms: Run) -> None:
         "loop",
         "post_process",
         "reply",
+        "retrieve",
         "set",
         "text_to_image",
     ]

@@ -11,7 +11,7 @@ from engine_support import done, error, finished, host, personality, reply, run,
 from lollms_runtime.backends.base import ChatMessage
 from lollms_runtime.engine import Engine, Limits, Turn, streamed_ids
 from lollms_runtime.events import Done, StepFinished, StepStarted
-from lollms_runtime.plugins import hookimpl
+from lollms_runtime.plugins import PluginHost, get_plugin_manager, hookimpl
 from lollms_runtime.testing import ScriptedTextBackend
 
 # -- limits --------------------------------------------------------------------------------
@@ -29,7 +29,7 @@ def test_max_steps_stops_a_turn(tmp_path: Path) -> None:
     err = error(events)
     assert err.message == "the turn ran more than 10 steps"
     assert err.hint == "check loops and calls in the pipeline"
-    assert done(events).status == "error"
+    assert done(events).status == "failed"
     assert done(events).steps == 11
 
 
@@ -154,7 +154,7 @@ def test_on_error_fail_is_the_default_and_stops_the_turn(tmp_path: Path) -> None
     assert err.hint == "set on_error: continue (or fallback) on this step to go on without it"
     assert not any(isinstance(e, StepStarted) and e.kind == "set" for e in events)
     assert [type(e).__name__ for e in events][-3:] == ["StepFinished", "TurnError", "Done"]
-    assert done(events) == Done("error", "", done(events).duration, 0, 0, 1)
+    assert done(events) == Done("failed", "", done(events).duration, 0, 0, 1)
 
 
 def test_a_nested_failure_is_reported_once(tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ def test_template_errors_at_run_time(tmp_path: Path, yaml_body: str, message: st
         personality(tmp_path, yaml_body, static_checks=False), "hi", ScriptedTextBackend("x")
     )
     assert error(events).message == message
-    assert done(events).status == "error"
+    assert done(events).status == "failed"
 
 
 def test_a_missing_step_kind(tmp_path: Path) -> None:
@@ -311,7 +311,7 @@ def test_cancel_stops_retries(tmp_path: Path) -> None:
     p = personality(tmp_path, "pipeline:\n  - generate: {id: g, retries: 5}\n")
     events = run(p, text=backend, turn=Turn(p, "hi", cancel=stop))
     assert len(backend.history) == 1
-    assert done(events).status == "error"
+    assert done(events).status == "failed"
     assert error(events).message == "step 'g' (generate) failed: down"
 
 
@@ -405,9 +405,10 @@ def test_streamed_ids_follow_sub_pipeline_calls(tmp_path: Path) -> None:
 
 
 def test_without_a_reply_step_the_last_generate_streams() -> None:
+    kinds = PluginHost(get_plugin_manager(load_entry_points=False)).step_kinds
     steps = [{"generate": {"id": "a"}}, {"generate": {"id": "b"}}]
-    assert streamed_ids(steps) == {"b"}
-    assert streamed_ids([{"set": {"x": 1}}]) == set()
+    assert streamed_ids(steps, kinds) == {"b"}
+    assert streamed_ids([{"set": {"x": 1}}], kinds) == set()
 
 
 def test_visible_tokens_in_branches(tmp_path: Path) -> None:
@@ -558,5 +559,5 @@ def test_a_buggy_step_kind_ends_the_turn_with_an_error_not_a_traceback(
     err = error(events)
     assert err.message == "step 'boom' failed unexpectedly: KeyError: 'missing'"
     assert err.hint.startswith("this is a bug in the step kind or backend")
-    assert done(events).status == "error"
+    assert done(events).status == "failed"
     assert "Traceback" in caplog.text  # kept for the log

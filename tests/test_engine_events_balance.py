@@ -17,11 +17,12 @@ from engine_support import done, error, host, personality, run, tokens
 from lollms_runtime.backends.base import ChoiceResult, GenerationRequest, TextChunk
 from lollms_runtime.contracts import StepKind
 from lollms_runtime.default_plugins.steps import BUILTIN_STEP_KINDS
-from lollms_runtime.engine import Engine, Limits, StepContext, Turn, _walk, streamed_ids
+from lollms_runtime.engine import Engine, Limits, StepContext, Turn, streamed_ids
 from lollms_runtime.errors import PersonalityError
 from lollms_runtime.events import Done, Event, StepFinished, StepStarted, Token
 from lollms_runtime.loader import load_personality
 from lollms_runtime.personality import Personality
+from lollms_runtime.pipeline import walk as _walk
 from lollms_runtime.plugins import PluginHost, get_plugin_manager, hookimpl
 from lollms_runtime.recorder import record_turn
 from lollms_runtime.store import Store
@@ -452,7 +453,7 @@ def test_walk_follows_declared_keys_only(shapes_host: PluginHost) -> None:
     assert walked == [("table", "t"), ("group", "g"), ("generate", "real"), ("unknown", None)]
 
 
-def test_walk_of_the_built_in_kinds_covers_every_branch() -> None:
+def test_walk_of_the_built_in_kinds_covers_every_branch(shapes_host: PluginHost) -> None:
     steps = [
         {
             "condition": {
@@ -466,7 +467,8 @@ def test_walk_of_the_built_in_kinds_covers_every_branch() -> None:
         {"loop": {"steps": [{"for_each": {"items": "z", "steps": [{"set": {"e": 1}}]}}]}},
         {"post_process": {"ops": [{"template": "{{ text }}"}], "fallback": [{"set": {"f": 1}}]}},
     ]
-    names = [next(iter(body)) for kind, body in _walk(steps) if kind == "set"]
+    kinds = shapes_host.step_kinds  # the built-ins, and two plugin kinds
+    names = [next(iter(body)) for kind, body in _walk(steps, kinds) if kind == "set"]
     assert names == ["a", "b", "c", "d", "e"]
 
 

@@ -831,7 +831,7 @@ def test_personality_calling_itself_hits_the_depth_limit(tmp_path: Path) -> None
     err = error(events)
     assert err.message == "calls nested deeper than 4 levels"
     assert err.hint == "check for personalities that call each other in a cycle"
-    assert done(events).status == "error"
+    assert done(events).status == "failed"
 
 
 def test_sub_pipeline_calling_itself_hits_the_depth_limit(tmp_path: Path) -> None:

@@ -13,20 +13,23 @@ TESTS = Path(__file__).resolve().parent
 # hook -> "file::test" that proves a plugin's implementation of it is used.
 HOOK_TESTS = {
     "register_personalities": "test_plugins.py::test_installed_plugin_personality_and_command",
-    "register_step_kinds": "test_plugins.py::test_a_plugin_step_kind_is_validated_like_a_builtin",
+    "register_step_kinds": (
+        "test_plugins.py::test_a_plugin_kind_defines_a_name_streams_into_the_reply_and_holds_nested_steps"
+    ),
     "register_postprocessors": (
         "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"
     ),
     "register_text_backends": "test_plugins.py::test_backends_and_personalities_are_collected",
     "register_image_backends": "test_plugins.py::test_installed_plugins_load_and_broken_ones_are_reported",
+    "register_embedding_backends": (
+        "test_knowledge_dense.py::test_a_plugin_embedding_backend_ranks_by_meaning_in_retrieve"
+    ),
     "register_commands": "test_plugins.py::test_installed_plugin_personality_and_command",
     "lollms_startup": "test_plugins.py::test_lollms_startup_reaches_plugins",
     "lollms_turn_started": (
         "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"
     ),
-    "lollms_step_finished": (
-        "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"
-    ),
+    "lollms_step_finished": "test_plugins.py::test_lollms_step_finished_receives_the_real_step_finished",
     "lollms_turn_finished": (
         "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"
     ),

@@ -128,7 +128,10 @@ def test_v2_json(tmp_path: Path) -> None:
     assert data["tags"] == ["fantasy", "forest"]
     assert (data["author"], data["version"]) == ("Tavern Author", "2.1")
     text = "\n".join(result.warnings)
-    assert "character_book (lorebook, 1 entries) not carried over" in text
+    # The lorebook is carried over now (tests/test_lore_import.py covers its fields).
+    assert data["lore"] == {
+        "entries": [{"keys": ["glade"], "content": "A glade.", "match": "substring"}]
+    }
     assert "extensions not carried over: depth_prompt, talkativeness" in text
     assert "post_history_instructions are placed at the end of the conditioning" in text
 
@@ -302,7 +305,7 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["import", str(card), "--to", str(tmp_path / "out"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["id"] == "seraphina" and report["kind"] == "sillytavern"
-    assert any("lorebook" in w for w in report["warnings"])
+    assert any("extensions not carried over" in w for w in report["warnings"])
 
 
 def test_all_into_the_tree_itself_does_not_reimport_its_output(

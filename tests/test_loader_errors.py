@@ -14,7 +14,9 @@ from lollms_runtime.plugins import PluginHost
 
 HEAD = "schema: 1\nid: bot\nname: Bot\n"
 
-STEP_KINDS = "call, condition, for_each, generate, loop, post_process, reply, set, text_to_image"
+STEP_KINDS = (
+    "call, condition, for_each, generate, loop, post_process, reply, retrieve, set, text_to_image"
+)
 
 # (what went wrong, file content, the exact message). The file is always called p.yaml.
 MISTAKES = [

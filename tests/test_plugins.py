@@ -15,7 +15,7 @@ from conftest import TEST_PLUGINS, run_lollms
 from lollms_runtime.contracts import PostProcessor, StepKind
 from lollms_runtime.engine import Engine, Turn
 from lollms_runtime.errors import PersonalityError
-from lollms_runtime.events import Done, Reply
+from lollms_runtime.events import Done, Reply, StepFinished, Token
 from lollms_runtime.loader import load_personality
 from lollms_runtime.plugins import DEFAULT_PLUGINS, PluginHost, get_plugin_manager, hookimpl
 from lollms_runtime.testing import ScriptedTextBackend
@@ -53,6 +53,25 @@ def test_builtins_register_through_the_hooks(plugin_host: PluginHost) -> None:
     )
     assert {"strip", "first_paragraph", "extract_json"} <= set(plugin_host.postprocessors)
     assert plugin_host.failures == []
+
+
+def test_the_built_in_commands_register_through_the_hook(plugin_host: PluginHost) -> None:
+    import argparse
+
+    impls = plugin_host.pm.hook.register_commands.get_hookimpls()
+    assert sorted(impl.plugin_name for impl in impls) == [
+        "lollms_runtime.default_plugins.commands",
+        "lollms_runtime.default_plugins.knowledge",
+    ]
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model")
+    plugin_host.pm.hook.register_commands(subparsers=sub, common=common)
+    assert {"list", "show", "validate", "new", "plugins", "schema", "run", "serve"} <= set(
+        sub.choices
+    )
+    assert parser.parse_args(["validate", "x", "--model", "m"]).model == "m"  # the shared options
 
 
 def test_a_plugin_step_kind_is_validated_like_a_builtin(
@@ -199,7 +218,11 @@ def test_installed_plugins_load_and_broken_ones_are_reported(test_plugins_site: 
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert "shout" in data["step_kinds"] and "reverse" in data["postprocessors"]
-    assert data["text_backends"] == ["echo", "mlx"]  # the plugin's, next to the built-in one
+    assert data["text_backends"] == [
+        "echo",
+        "mlx",
+        "openai",
+    ]  # the plugin's, next to the built-in ones
     assert data["image_backends"] == ["a1111", "blank", "mlx-diffusion", "openai-images"]
     assert "half_registered" not in data["step_kinds"]
     assert "never_registered" not in data["postprocessors"]
@@ -272,3 +295,143 @@ def test_load_plugins_env_restricts_what_loads(test_plugins_site: Path, tmp_path
     assert done.returncode == 1
     assert done.stderr.splitlines()[0] == "p.yaml:5:5: pipeline[0].shout: unknown step kind 'shout'"
     assert "(a plugin may provide it: see `lollms plugins`)" in done.stderr
+
+
+# -- parity: a plugin kind does what the built-ins do, through the same declarations ----------
+
+CHORUS = """schema: 1
+id: choir
+name: Choir
+pipeline:
+  - chorus:
+      id: sung
+      name: song
+      lead: "{{ message }}"
+      verses:
+        - generate: {id: verse}
+  - reply: {text: "{{ song }}"}
+"""
+
+
+def test_a_plugin_kind_defines_a_name_streams_into_the_reply_and_holds_nested_steps(
+    test_plugin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = host_with(test_plugin)
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text(CHORUS, encoding="utf-8")
+    personality = load_personality("p.yaml", host)
+    backend = ScriptedTextBackend("la la")
+    events = list(Engine(host, backend).run_turn(Turn(personality, "sing")))
+    tokens = [(e.step_id, e.text, e.visible) for e in events if isinstance(e, Token)]
+    # The nested generate is not what the reply shows: its tokens are hidden; the chorus's are
+    # the visible draft, like a generate whose id the reply shows.
+    assert tokens == [
+        ("verse", "la", False),
+        ("verse", " la", False),
+        ("sung", "sing", True),
+        ("sung", " la", True),
+        ("sung", " la", True),
+    ]
+    finished = [(e.step_id, e.path) for e in events if isinstance(e, StepFinished)]
+    assert finished == [
+        ("verse", "pipeline[0].chorus.verses[0]"),
+        ("sung", "pipeline[0]"),
+        ("reply_3", "pipeline[1]"),
+    ]
+    assert next(e for e in events if isinstance(e, Reply)).text == "sing la la"
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "expected"),
+    [
+        (  # the name a plugin kind defines, read before the step that sets it
+            '  - reply: {text: "{{ song }}"}\n  - chorus: {name: song, lead: "{{ message }}"}\n',
+            "p.yaml:5:19: pipeline[0].reply.text: 'song' is used before the step that sets it\n"
+            "    hint: move this after the step with id 'song', or set it earlier",
+        ),
+        (  # inside its nested steps, like the steps of a built-in loop
+            "  - chorus:\n"
+            "      name: song\n"
+            '      lead: "hi"\n'
+            "      verses:\n"
+            '        - generate: {prompt: "{{ later }}"}\n'
+            '        - set: {later: "x"}\n',
+            "p.yaml:9:30: pipeline[0].chorus.verses[0].generate.prompt: 'later' is used before "
+            "the step that sets it\n"
+            "    hint: move this after the step with id 'later', or set it earlier",
+        ),
+        (  # its template options are checked like a built-in's
+            '  - chorus: {name: song, lead: "{{ mesage }}"}\n',
+            "p.yaml:5:32: pipeline[0].chorus.lead: unknown name 'mesage'\n"
+            "    hint: did you mean 'message'? names available here: history, lore, message, now, "
+            "personality, settings",
+        ),
+    ],
+    ids=["used before set", "nested", "typo"],
+)
+def test_a_plugin_kind_is_checked_like_a_builtin(
+    test_plugin: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pipeline: str,
+    expected: str,
+) -> None:
+    host = host_with(test_plugin)
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text(
+        f"schema: 1\nid: choir\nname: Choir\npipeline:\n{pipeline}", encoding="utf-8"
+    )
+    with pytest.raises(PersonalityError) as caught:
+        load_personality("p.yaml", host)
+    assert str(caught.value) == expected
+
+
+def test_names_set_inside_a_plugin_kind_are_known_after_it(
+    test_plugin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = host_with(test_plugin)
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text(
+        CHORUS.replace('{text: "{{ song }}"}', '{text: "{{ song }} / {{ verse }} / {{ sung }}"}'),
+        encoding="utf-8",
+    )
+    personality = load_personality("p.yaml", host)
+    events = list(Engine(host, ScriptedTextBackend("la")).run_turn(Turn(personality, "sing")))
+    assert next(e for e in events if isinstance(e, Reply)).text == "sing la / la / sing la"
+
+
+def test_lollms_step_finished_receives_the_real_step_finished(
+    test_plugin: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = host_with(test_plugin)
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text(
+        "schema: 1\nid: obs\nname: Obs\npipeline:\n"
+        "  - generate: {id: answer, max_tokens: 5}\n"
+        '  - generate: {id: skipped, when: "false"}\n'
+        '  - post_process: {id: broken, input: "x", ops: [extract_json], on_error: continue}\n'
+        "  - post_process:\n"
+        '      {id: saved, input: "x", ops: [extract_json], on_error: fallback, fallback: "{}"}\n'
+        '  - reply: {text: "{{ answer }}"}\n',
+        encoding="utf-8",
+    )
+    personality = load_personality("p.yaml", host)
+    events = list(Engine(host, ScriptedTextBackend("one two")).run_turn(Turn(personality, "hi")))
+    emitted = [e for e in events if isinstance(e, StepFinished)]
+    received = [result for _step, result in test_plugin.FINISHED]
+    # The very events of the turn, for every status, with their duration, tokens and detail.
+    assert received == emitted
+    assert [(r.step_id, r.status) for r in received] == [
+        ("answer", "ok"),
+        ("skipped", "skipped"),
+        ("broken", "failed"),
+        ("saved", "fallback"),
+        ("reply_5", "ok"),
+    ]
+    answer = received[0]
+    assert (answer.generation_tokens, answer.output) == (2, "one two")
+    assert answer.prompt_tokens > 0 and answer.duration > 0
+    assert received[1].detail == "when: false was false"
+    assert received[2].error and received[3].output == "{}"
+    steps = [step for step, _result in test_plugin.FINISHED]
+    assert steps[0] == {"generate": {"id": "answer", "max_tokens": 5}}

@@ -43,11 +43,11 @@ def test_turn_is_saved_with_steps_and_images(
     assert done.status == "ok"
     thread = store.thread(discussion.id)
     answer = thread[-1]
-    assert answer.role == "assistant" and answer.status == "complete"
+    assert answer.role == "assistant" and answer.status == "ok"
     assert answer.content == "A neon city glows under violet rain."
     steps = store.steps(answer.id)
     assert [s.kind for s in steps][:2] == ["generate", "post_process"]
-    assert any(s.kind == "text_to_image" and s.status == "complete" for s in steps)
+    assert any(s.kind == "text_to_image" and s.status == "ok" for s in steps)
     artifacts = store.artifacts(answer.id)
     assert len(artifacts) == 1 and store.resolve_artifact(artifacts[0].path).is_file()
     assert [m.role for m in history_of(thread)] == ["user", "assistant"]

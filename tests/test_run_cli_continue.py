@@ -41,7 +41,7 @@ def test_run_saves_then_continue_extends_the_answer(
     (discussion,) = Store().list_discussions()
     assert f"(discussion {discussion.id})" in out.err
     answer = Store().thread(discussion.id)[-1]
-    assert (answer.content, answer.status) == ("Once upon a time", "complete")
+    assert (answer.content, answer.status) == ("Once upon a time", "ok")
 
     text.enqueue(" there was a fox.")
     code = main(["run", "assistant", "--discussion", discussion.id, "--continue"])
@@ -56,7 +56,7 @@ def test_run_saves_then_continue_extends_the_answer(
     assert thread[-1].id == answer.id
     assert (thread[-1].content, thread[-1].status) == (
         "Once upon a time there was a fox.",
-        "complete",
+        "ok",
     )
 
 

@@ -31,7 +31,7 @@ def test_default_path_is_under_lollms_home(tmp_path: Path, monkeypatch: pytest.M
 def test_pragmas_wal_foreign_keys_and_schema_version(store: Store) -> None:
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
     assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
@@ -63,7 +63,7 @@ def test_messages_chain_under_the_leaf_and_thread_is_root_to_leaf(store: Store) 
     assert (thread[2].model, thread[2].metadata, thread[2].status) == (
         "m1",
         {"k": [1, 2]},
-        "complete",
+        "ok",
     )
     assert [m.content for m in store.thread(d.id, leaf_id=user.id)] == ["sys", "hello"]
 
@@ -120,7 +120,7 @@ def test_branch_links_are_checked(store: Store) -> None:
     with pytest.raises(StoreError, match="unknown role 'bot'"):
         store.add_message(d1.id, "bot", "x")  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="use begin_answer"):
-        store.add_message(d1.id, "assistant", "x", status="generating")
+        store.add_message(d1.id, "assistant", "x", status="running")
 
 
 def test_streamed_answer_is_readable_while_generating_and_finishes_with_stats(store: Store) -> None:
@@ -130,15 +130,15 @@ def test_streamed_answer_is_readable_while_generating_and_finishes_with_stats(st
     for word in ["Once ", "upon ", "a ", "time"]:
         store.append_answer(answer, word)
     live = store.get_message(answer)
-    assert (live.status, live.content) == ("generating", "Once upon a time")
+    assert (live.status, live.content) == ("running", "Once upon a time")
     done = store.finish_answer(answer, stats={"generation_tokens": 4}, metadata={"seed": 1})
-    assert (done.status, done.content) == ("complete", "Once upon a time")
+    assert (done.status, done.content) == ("ok", "Once upon a time")
     assert done.metadata == {"seed": 1, "stats": {"generation_tokens": 4}}
     assert done.sampling == {"temperature": 0.5}
     with pytest.raises(StoreError, match="call begin_answer"):
         store.append_answer(answer, "more")
-    with pytest.raises(StoreError, match="cannot finish as 'generating'"):
-        store.finish_answer(answer, "generating")
+    with pytest.raises(StoreError, match="cannot finish as 'running'"):
+        store.finish_answer(answer, "running")
     # Continue: reopen the answer and append to it.
     store.continue_answer(answer)
     store.append_answer(answer, ", the end.")
@@ -150,9 +150,9 @@ def test_failed_and_cancelled_answers_keep_error_and_close_running_steps(store: 
     failing = store.begin_answer(d.id)
     store.append_answer(failing, "partial")
     step = store.add_step(failing, "generate", step_id="description")
-    msg = store.finish_answer(failing, "error", error="model crashed: out of memory")
+    msg = store.finish_answer(failing, "failed", error="model crashed: out of memory")
     assert (msg.status, msg.content, msg.error) == (
-        "error",
+        "failed",
         "partial",
         "model crashed: out of memory",
     )
@@ -172,13 +172,13 @@ def test_steps_are_ordered_and_updated(store: Store) -> None:
     assert (first.position, second.position, first.status) == (0, 1, "running")
     store.update_step(
         first.n,
-        status="complete",
+        status="ok",
         output={"text": "a red fox", "path": Path("x.png")},
         duration_s=1.25,
         prompt_tokens=30,
         generation_tokens=12,
     )
-    store.update_step(second.n, status="error", error="no image backend: install one")
+    store.update_step(second.n, status="failed", error="no image backend: install one")
     steps = store.steps(answer)
     assert [s.step_id for s in steps] == ["description", "artwork"]
     assert steps[0].output == {"text": "a red fox", "path": "x.png"}
@@ -187,11 +187,11 @@ def test_steps_are_ordered_and_updated(store: Store) -> None:
         30,
         12,
     )
-    assert (steps[1].status, steps[1].error) == ("error", "no image backend: install one")
+    assert (steps[1].status, steps[1].error) == ("failed", "no image backend: install one")
     with pytest.raises(StoreError, match="unknown step status 'done'"):
         store.update_step(first.n, status="done")  # type: ignore[arg-type]
     with pytest.raises(NotFoundError):
-        store.update_step(10_000, status="complete")
+        store.update_step(10_000, status="ok")
 
 
 def test_search_matches_titles_and_message_text(store: Store) -> None:
@@ -388,7 +388,7 @@ def test_threads_share_one_store(store: Store) -> None:
     assert errors == []
     rows = store._conn.execute("SELECT content, status FROM messages ORDER BY content").fetchall()
     assert len(rows) == 100
-    assert {r["status"] for r in rows} == {"complete"}
+    assert {r["status"] for r in rows} == {"ok"}
     assert sorted(r["content"] for r in rows) == sorted(
         f"w{k}-{i}" for k in range(4) for i in range(25)
     )

@@ -79,7 +79,7 @@ def test_process_killed_mid_answer_leaves_an_interrupted_message(tmp_path: Path)
         _wait_for(lambda: len(_words(_content(db, answer_id)[0])) >= 50, "streamed text")
         # Another store opening the file while the writer lives must leave its answer alone.
         with Store(db) as bystander:
-            assert bystander.get_message(answer_id).status == "generating"
+            assert bystander.get_message(answer_id).status == "running"
             assert bystander.recover_interrupted() == []
         seen_before_kill = _content(db, answer_id)[0]
     finally:
@@ -116,7 +116,7 @@ def test_streamed_text_reaches_the_file_without_further_appends(tmp_path: Path) 
         store.append_answer(answer, "first ")  # written at once: the first text after a pause
         store.append_answer(answer, "second")  # waits for the interval, then a timer writes it
         _wait_for(lambda: _content(db, answer)[0] == "first second", "the timer's write")
-        assert store.get_message(answer).status == "generating"
+        assert store.get_message(answer).status == "running"
 
 
 def test_appends_are_batched(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_two_stores_in_one_process_do_not_interrupt_each_other(tmp_path: Path) -
         answer = web.begin_answer(d.id)
         web.append_answer(answer, "streaming")
         with Store(db) as cli:
-            assert cli.get_message(answer).status == "generating"
+            assert cli.get_message(answer).status == "running"
         web.append_answer(answer, " on")
         assert web.finish_answer(answer).content == "streaming on"
 

@@ -31,13 +31,13 @@ def _art_discussion(store: Store) -> str:
     step = store.add_step(answer, "generate", step_id="description", title="Describe")
     store.update_step(
         step.n,
-        status="complete",
+        status="ok",
         output="A neon koi",
         duration_s=0.5,
         prompt_tokens=40,
         generation_tokens=9,
     )
-    store.add_step(answer, "condition", status="complete", output={"then": True})
+    store.add_step(answer, "condition", status="ok", output={"then": True})
     image = store.artifact_dir(d.id) / "koi 1.png"
     image.write_bytes(b"\x89PNG fake")
     store.add_artifact(
@@ -51,7 +51,7 @@ def _art_discussion(store: Store) -> str:
     # The old branch: an earlier edit of the question, answered with an error.
     q1_old = store.add_message(d.id, "user", "Imagine something.", parent_id=q1.parent_id)
     failed = store.begin_answer(d.id)
-    store.finish_answer(failed, "error", error="model not found: pull it first")
+    store.finish_answer(failed, "failed", error="model not found: pull it first")
     # Back to the newer branch, continued and interrupted.
     store.set_leaf(d.id, answer)
     store.add_message(d.id, "user", "Add street art")
@@ -121,7 +121,7 @@ def test_imported_generating_answer_becomes_interrupted(store: Store) -> None:
     live = store.begin_answer(d.id)
     store.append_answer(live, "half")
     exported = store.export_json(d.id)
-    assert exported["messages"][0]["status"] == "generating"
+    assert exported["messages"][0]["status"] == "running"
     copy = store.import_json(exported)
     assert [(m.status, m.content) for m in store.thread(copy)] == [("interrupted", "half")]
 
@@ -140,7 +140,7 @@ def test_markdown_export_reads_well(store: Store) -> None:
         "## Assistant (smollm2)",
         "A neon koi swims through a rainy alley.",
         f"![neon koi (alley)](/store/artifacts/{d}/koi%201.png)",
-        "- `generate` Describe: complete, 0.50 s",
+        "- `generate` Describe: ok, 0.50 s",
         "Add street art",
         "## Assistant (interrupted)",
         "Graffiti of",
@@ -152,7 +152,7 @@ def test_markdown_export_reads_well(store: Store) -> None:
     assert "Imagine something." not in md.replace("Imagine something cool.", "")
     assert "model not found" not in md
     # The other branch exports its error.
-    old_leaf = next(m for m in store.export_json(d)["messages"] if m["status"] == "error")["id"]
+    old_leaf = next(m for m in store.export_json(d)["messages"] if m["status"] == "failed")["id"]
     store.set_leaf(d, old_leaf)
     assert "> **Error:** model not found: pull it first" in store.export_markdown(d)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lollms_runtime.store import Store, StoreError
+from lollms_runtime.store import Status, Store, StoreError
 from lollms_runtime.store.schema import LATEST, MIGRATIONS
 
 # The schema as the first release wrote it, frozen here on purpose: if someone edits migration 1
@@ -214,3 +214,33 @@ def test_a_failed_step_rolls_back_to_the_previous_version(
     monkeypatch.undo()
     with Store(db) as store:
         assert [x.id for x in store.list_discussions("fog")] == ["d0000001"]
+
+
+def test_v3_speaks_one_status_vocabulary_and_gives_detail_a_column(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite3"
+    _write_v1(db)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "INSERT INTO steps (message_id, position, step_id, kind, title, status) VALUES"
+        " ('m0000002', 1, 'paint', 'condition', 'Paint it? — then (p=0.91)', 'complete'),"
+        " ('m0000002', 2, 'art', 'text_to_image', 'Paint', 'error')"
+    )
+    conn.execute("UPDATE messages SET status = 'error', error = 'boom' WHERE id = 'm0000001'")
+    conn.commit()
+    conn.close()
+    with Store(db) as store:
+        steps = store.steps("m0000002")
+        assert [(s.title, s.detail, s.status) for s in steps] == [
+            ("", "", Status.OK),
+            ("Paint it?", "then (p=0.91)", Status.OK),
+            ("Paint", "", Status.FAILED),
+        ]
+        assert store.get_message("m0000001").status == Status.FAILED
+        assert store.get_message("m0000002").status == Status.OK
+        words = {row[0] for row in store._conn.execute("SELECT status FROM messages")}
+        assert words <= {s.value for s in Status}
+        assert store._conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        # Foreign keys are back on after the rebuild: deleting a discussion still cascades.
+        store.delete_discussion("d0000001")
+        assert store._conn.execute("SELECT COUNT(*) FROM steps").fetchone()[0] == 0
+        assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1

@@ -83,15 +83,38 @@ def saved_values(personality: Personality, saved: Mapping[str, Any]) -> dict[str
     return values
 
 
-# The sampling panel: name, label, minimum, maximum, step.
-SAMPLING_FIELDS: tuple[tuple[str, str, float, float, float], ...] = (
-    ("temperature", "Temperature", 0.0, 2.0, 0.05),
-    ("top_p", "Top p", 0.0, 1.0, 0.01),
-    ("top_k", "Top k (0 = off)", 0, 200, 1),
-    ("max_tokens", "Max tokens", 1, 4096, 1),
-    ("repetition_penalty", "Repetition penalty", 0.5, 2.0, 0.01),
+# The sampling fields the panel shows; their labels and bounds come from the schema.
+SAMPLING_PANEL: tuple[str, ...] = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "repetition_penalty",
 )
-SAMPLING_NAMES: tuple[str, ...] = (*(f[0] for f in SAMPLING_FIELDS), "seed")
+
+
+def _sampling_fields() -> tuple[tuple[str, str, float, float | None, float], ...]:
+    """(name, label, minimum, maximum or None, step) of each panel field, from the schema's
+    ``sampling``: one statement of the bounds for the file, the steps and the UI."""
+    from ..schema import base_schema
+
+    props = base_schema()["$defs"]["sampling"]["properties"]
+    fields = []
+    for name in SAMPLING_PANEL:
+        spec = props[name]
+        integer = spec["type"] == "integer"
+        step = float(spec.get("x-ui-step", 1 if integer else 0.01))
+        # A slider cannot exclude its end: the smallest value above an exclusive minimum.
+        low = spec.get(
+            "minimum", spec.get("exclusiveMinimum", 0) + step * ("exclusiveMinimum" in spec)
+        )
+        label = spec.get("title") or name.replace("_", " ").capitalize()
+        fields.append((name, label, low, spec.get("maximum"), step))
+    return tuple(fields)
+
+
+SAMPLING_FIELDS = _sampling_fields()
+SAMPLING_NAMES: tuple[str, ...] = (*SAMPLING_PANEL, "seed")
 
 
 def sampling_values(sampling: Sampling) -> list[Any]:
@@ -115,13 +138,19 @@ def sampling_from(values: Sequence[Any]) -> dict[str, Any]:
 
 
 def build_sampling_controls(sampling: Sampling) -> list[Any]:
-    """Sliders for the sampling fields and a number box for the seed."""
+    """A slider for each bounded sampling field, a number box for the others and the seed."""
     import gradio as gr
 
     values = sampling_values(sampling)
-    controls: list[Any] = [
-        gr.Slider(minimum=lo, maximum=hi, step=step, value=value, label=label)
-        for (_name, label, lo, hi, step), value in zip(SAMPLING_FIELDS, values, strict=False)
-    ]
+    controls: list[Any] = []
+    for (_name, label, lo, hi, step), value in zip(SAMPLING_FIELDS, values, strict=False):
+        if hi is None:
+            controls.append(
+                gr.Number(
+                    value=value, minimum=lo, precision=0 if step.is_integer() else None, label=label
+                )
+            )
+        else:
+            controls.append(gr.Slider(minimum=lo, maximum=hi, step=step, value=value, label=label))
     controls.append(gr.Number(value=values[-1], precision=0, label="Seed (-1 = random)"))
     return controls

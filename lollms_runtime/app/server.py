@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..runtime import Runtime
@@ -28,25 +28,41 @@ def launch(
     auth: tuple[str, str] | None = None,
     block: bool = True,
     sampling: Mapping[str, Any] | None = None,
+    api_keys: Sequence[str] = (),
+    api: bool = True,
 ) -> Any:
-    """Build the app and serve it; returns the Blocks (when ``block`` is False)."""
+    """Build the app, mount it beside the OpenAI-compatible API (``/v1``) and serve both on one
+    port; returns the running server (when ``block`` is False), whose ``close()`` stops it."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from ..api.server import APIConfig, create_api
+    from ..api.serving import Served
     from .ui import build_app
 
     demo, app = build_app(runtime, store, sampling)
     allowed = [str(store.artifacts_root), *(str(p) for p in app.asset_files())]
     store.artifacts_root.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=4)
-    demo.launch(
+    server = (
+        create_api(app.service, store.artifacts_root, APIConfig(keys=api_keys))
+        if api
+        else FastAPI()
+    )
+    server = gr.mount_gradio_app(
+        server,
+        demo,
+        path="",
         server_name=host,
         server_port=port,
         auth=auth,
         allowed_paths=allowed,
         # Belt and braces: the database and its journal are never served, whatever is allowed.
         blocked_paths=[str(store.path), f"{store.path}-wal", f"{store.path}-shm"],
-        prevent_thread_lock=not block,
         show_error=True,
-        inbrowser=False,
         ssr_mode=False,
         footer_links=["gradio"],
     )
-    return demo
+    served = Served(server, host, port).serve(block)
+    served.demo = demo  # type: ignore[attr-defined]
+    return served

@@ -1,7 +1,7 @@
-"""Running a turn against the Runtime and the Store, and turning it into chat messages.
+"""The web app's adapter over the conversation service: turns and saved answers as chat messages.
 
-Nothing here imports gradio: messages are the plain dicts ``gr.Chatbot`` accepts (role, content,
-metadata), so the turn logic is tested without a browser.
+The service runs the turns and keeps the discussions; this module only draws them. Nothing here
+imports gradio: messages are the plain dicts ``gr.Chatbot`` accepts (role, content, metadata).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import ChatMessage
+from ..conversation import ConversationService, Turn, Version
 from ..errors import LollmsError
 from ..events import (
     Done,
@@ -22,6 +22,7 @@ from ..events import (
     ImageProduced,
     Progress,
     Reply,
+    Status,
     StepFinished,
     StepStarted,
     Token,
@@ -29,9 +30,8 @@ from ..events import (
     progress_text,
 )
 from ..personality import Personality
-from ..recorder import Recording, history_of, split_step_title, unexpected
-from ..runtime import Runtime
-from ..store import LEAF, Message, Store, StoreError
+from ..recorder import unexpected
+from ..store import Message
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class StepView:
 
     kind: str
     title: str
-    status: str = "running"  # running | ok | skipped | failed | fallback | ...
+    status: Status = Status.RUNNING
     duration: float | None = None
     tokens: int | None = None
     detail: str = ""
@@ -62,7 +62,7 @@ class AnswerView:
     text: str = ""
     images: list[Path] = field(default_factory=list)
     error: str = ""
-    status: str = "generating"
+    status: Status = Status.RUNNING
 
     def messages(self) -> list[ChatDict]:
         """The answer as chat messages: one collapsible message per step, then text and images."""
@@ -73,11 +73,11 @@ class AnswerView:
             out.append({"role": "assistant", "content": {"path": str(image)}})
         if self.error:
             out.append({"role": "assistant", "content": self.error})
-        elif self.status == "cancelled":
+        elif self.status == Status.CANCELLED:
             out.append({"role": "assistant", "content": "*(stopped)*"})
-        elif self.status == "interrupted":
+        elif self.status == Status.INTERRUPTED:
             out.append({"role": "assistant", "content": "*(interrupted: regenerate to retry)*"})
-        if not out and self.status == "generating":
+        if not out and self.status == Status.RUNNING:
             out.append({"role": "assistant", "content": "…"})
         return out
 
@@ -91,9 +91,9 @@ def _preview(output: Any) -> str:
 
 def step_message(step: StepView) -> ChatDict:
     """A step as a collapsible chat message (Gradio's ``metadata`` title/status/duration/log)."""
-    done = step.status != "running"
+    done = step.status != Status.RUNNING
     # A step cut short by Stop is shown as stopped, like the answer, not as failed.
-    log_parts = [("stopped" if step.status == "cancelled" else step.status) if done else "running"]
+    log_parts = [("stopped" if step.status == Status.CANCELLED else step.status.value)]
     if step.tokens:
         log_parts.append(f"{step.tokens} tokens")
     if step.detail:
@@ -121,19 +121,6 @@ def error_text(message: str, hint: str = "") -> str:
     return f"⚠️ {message}" + (f"\n\n*{hint}*" if hint else "")
 
 
-@dataclass(frozen=True)
-class Version:
-    """A message with alternatives: which one is shown (``index``) among ``ids``, oldest first."""
-
-    message_id: str
-    index: int
-    ids: list[str]
-
-    @property
-    def label(self) -> str:
-        return f"{self.index + 1}/{len(self.ids)}"
-
-
 @dataclass
 class Shown:
     """What the chat shows: message dicts, and for each the store message id (or None)."""
@@ -143,11 +130,10 @@ class Shown:
 
 
 class Chat:
-    """Runs turns for the web app: events become chat messages, the store keeps everything."""
+    """The app's view of the conversation service: it runs turns and draws them as chat."""
 
-    def __init__(self, runtime: Runtime, store: Store) -> None:
-        self.runtime = runtime
-        self.store = store
+    def __init__(self, service: ConversationService) -> None:
+        self.service = service
 
     # -- showing a discussion ---------------------------------------------------------------------
 
@@ -158,26 +144,21 @@ class Chat:
         return [{"role": "assistant", "content": personality.welcome[0]}]
 
     def stored_answer(self, message: Message) -> AnswerView:
-        """An answer from the store as an :class:`AnswerView`."""
+        """A saved answer as an :class:`AnswerView`."""
         view = AnswerView(text=message.content, status=message.status)
-        for step in self.store.steps(message.id):
-            title, detail = split_step_title(step.title)
+        for step in self.service.steps(message.id):
             view.steps[f"{step.position}"] = StepView(
                 kind=step.kind,
-                title=title,
-                detail=detail,
-                status={"complete": "ok", "error": "failed"}.get(step.status, step.status),
+                title=step.title,
+                detail=step.detail,
+                status=step.status,
                 duration=step.duration_s,
                 tokens=step.generation_tokens,
                 error=step.error or "",
                 output=step.output,
             )
-        for artifact in self.store.artifacts(message.id):
-            try:
-                view.images.append(self.store.resolve_artifact(artifact.path))
-            except StoreError:
-                continue
-        if message.status == "error":
+        view.images = self.service.images(message.id)
+        if message.status == Status.FAILED:
             view.error = error_text(message.error or "the answer failed")
         return view
 
@@ -189,7 +170,7 @@ class Chat:
         ids: list[str | None] = [None] * len(messages)
         if discussion_id is None:
             return Shown(messages, ids)
-        for message in self.store.thread(discussion_id, leaf_id):
+        for message in self.service.history(discussion_id, leaf_id):
             if message.role == "user":
                 messages.append({"role": "user", "content": message.content})
                 ids.append(message.id)
@@ -198,6 +179,14 @@ class Chat:
                 messages += shown
                 ids += [message.id] * len(shown)
         return Shown(messages, ids)
+
+    def versions(self, discussion_id: str | None) -> dict[str, Version]:
+        """See :meth:`ConversationService.versions`."""
+        return self.service.versions(discussion_id)
+
+    def switch(self, discussion_id: str, role: str, step: int) -> None:
+        """See :meth:`ConversationService.switch`."""
+        self.service.switch(discussion_id, role, step)
 
     # -- running turns ----------------------------------------------------------------------------
 
@@ -212,14 +201,17 @@ class Chat:
         cancel: threading.Event,
         parent_id: str | None = None,
     ) -> Iterator[tuple[str, Shown]]:
-        """Add the user's message (under ``parent_id``: a new branch) and stream the answer."""
-        if discussion_id is None:
-            discussion_id = self.store.create_discussion(
-                personality.id, model=self.runtime.model
-            ).id
-        parent: Any = LEAF if parent_id is None else parent_id
-        user = self.store.add_message(discussion_id, "user", text, parent)
-        yield from self._answer(personality, discussion_id, user, settings, sampling, cancel)
+        """Send ``text`` (under ``parent_id``: a new branch) and draw the answer as it streams."""
+        turn = self.service.send(
+            personality,
+            text,
+            discussion_id=discussion_id,
+            parent_id=parent_id,
+            settings=settings,
+            sampling=sampling,
+            cancel=cancel,
+        )
+        yield from self.draw(personality, turn, AnswerView())
 
     def regenerate(
         self,
@@ -231,11 +223,10 @@ class Chat:
         cancel: threading.Event,
     ) -> Iterator[tuple[str, Shown]]:
         """A new answer to the last user message, beside the old one (which is kept)."""
-        thread = self.store.thread(discussion_id)
-        users = [m for m in thread if m.role == "user"]
-        if not users:
-            raise LollmsError("nothing to regenerate yet: send a message first")
-        yield from self._answer(personality, discussion_id, users[-1], settings, sampling, cancel)
+        turn = self.service.regenerate(
+            personality, discussion_id, settings=settings, sampling=sampling, cancel=cancel
+        )
+        yield from self.draw(personality, turn, AnswerView())
 
     def edit(
         self,
@@ -249,12 +240,16 @@ class Chat:
         cancel: threading.Event,
     ) -> Iterator[tuple[str, Shown]]:
         """Resend an edited user message as a new branch beside the original."""
-        original = self.store.get_message(message_id)
-        if original.role != "user":
-            raise LollmsError("only your own messages can be edited and resent")
-        parent: Any = original.parent_id  # None: a new root branch
-        user = self.store.add_message(discussion_id, "user", text, parent)
-        yield from self._answer(personality, discussion_id, user, settings, sampling, cancel)
+        turn = self.service.edit(
+            personality,
+            discussion_id,
+            message_id,
+            text,
+            settings=settings,
+            sampling=sampling,
+            cancel=cancel,
+        )
+        yield from self.draw(personality, turn, AnswerView())
 
     def continue_(
         self,
@@ -265,137 +260,44 @@ class Chat:
         sampling: Mapping[str, Any],
         cancel: threading.Event,
     ) -> Iterator[tuple[str, Shown]]:
-        """Extend the last answer (stopped at max tokens, stopped, or interrupted) in place."""
-        thread = self.store.thread(discussion_id)
-        if len(thread) < 2 or thread[-1].role != "assistant" or thread[-2].role != "user":
-            raise LollmsError("nothing to continue: the last message is not an answer")
-        answer, user = thread[-1], thread[-2]
-        if answer.status == "generating":
-            raise LollmsError("the last answer is still being written: wait, or stop it first")
-        if not answer.content.strip():
-            raise LollmsError("the last answer is empty: regenerate it instead")
-        view = self.stored_answer(answer)
-        view.status, view.error = "generating", ""
-        history = self._history(discussion_id, user)
-
-        def events() -> Iterator[Event]:
-            yield from self.runtime.continue_answer(
-                personality,
-                user.content,
-                answer.content,
-                history=history,
-                settings=settings,
-                sampling=sampling,
-                discussion_id=discussion_id,
-                artifacts_dir=self.store.artifact_dir(discussion_id),
-                cancel=cancel,
-            )
-
-        recording = Recording(self.store, discussion_id, continue_id=answer.id)
-        yield from self._stream(personality, discussion_id, user, recording, view, events(), cancel)
-
-    def versions(self, discussion_id: str | None) -> dict[str, Version]:
-        """Where the active branch can switch: the last user message's and the last answer's
-        alternatives (edits and regenerations), keyed by role; only those with more than one."""
-        found: dict[str, Version] = {}
-        if discussion_id is None:
-            return found
-        thread = self.store.thread(discussion_id)
-        for role in ("user", "assistant"):
-            last = next((m for m in reversed(thread) if m.role == role), None)
-            if last is None:
-                continue
-            ids = [m.id for m in self.store.siblings(last.id) if m.role == role]
-            if len(ids) > 1:
-                found[role] = Version(last.id, ids.index(last.id), ids)
-        return found
-
-    def switch(self, discussion_id: str, role: str, step: int) -> None:
-        """Show the previous (``step`` -1) or next (+1) version of the last message of ``role``."""
-        version = self.versions(discussion_id).get(role)
-        if version is None:
-            raise LollmsError(f"the last {role} message has no other version")
-        target = version.ids[(version.index + step) % len(version.ids)]
-        self.store.set_leaf(discussion_id, target)
-
-    def _history(self, discussion_id: str, user: Message) -> list[ChatMessage]:
-        if user.parent_id is None:
-            return []
-        return history_of(self.store.thread(discussion_id, user.parent_id))
-
-    def _answer(
-        self,
-        personality: Personality,
-        discussion_id: str,
-        user: Message,
-        settings: Mapping[str, Any],
-        sampling: Mapping[str, Any],
-        cancel: threading.Event,
-    ) -> Iterator[tuple[str, Shown]]:
-        history = self._history(discussion_id, user)
-
-        def events() -> Iterator[Event]:  # raised errors surface while iterating: recorded
-            yield from self.runtime.run(
-                personality,
-                user.content,
-                history=history,
-                settings=settings,
-                sampling=sampling,
-                discussion_id=discussion_id,
-                artifacts_dir=self.store.artifact_dir(discussion_id),
-                cancel=cancel,
-            )
-
-        recording = Recording(
-            self.store,
-            discussion_id,
-            parent_id=user.id,
-            model=self.runtime.model,
-            sampling=sampling,
+        """Extend the last answer in place, drawn from the text it already had."""
+        turn = self.service.continue_(
+            personality, discussion_id, settings=settings, sampling=sampling, cancel=cancel
         )
-        yield from self._stream(
-            personality, discussion_id, user, recording, AnswerView(), events(), cancel
-        )
+        assert turn.answer_id is not None
+        view = self.stored_answer(self.service.message(turn.answer_id))
+        view.status, view.error = Status.RUNNING, ""
+        yield from self.draw(personality, turn, view)
 
-    def _stream(
-        self,
-        personality: Personality,
-        discussion_id: str,
-        user: Message,
-        recording: Recording,
-        view: AnswerView,
-        events: Iterator[Event],
-        cancel: threading.Event,
+    def draw(
+        self, personality: Personality, turn: Turn, view: AnswerView
     ) -> Iterator[tuple[str, Shown]]:
-        """Record ``events`` into the answer and yield the chat after each visible change."""
-        before = self.show(personality, discussion_id, user.id)
-        answer_id = recording.answer_id
+        """Yield the chat after each visible change of ``turn``'s answer."""
+        discussion_id, answer_id = turn.discussion_id, turn.answer_id
+        assert discussion_id is not None and answer_id is not None  # a saved turn
+        before = self.show(personality, discussion_id, turn.user_id)
 
         def shown() -> Shown:
-            view.images = list(recording.images)
+            view.images = turn.images
             live = view.messages()
             return Shown(before.messages + live, before.ids + [answer_id] * len(live))
 
-        status = "complete"
-        recorded = recording.record(events)
+        status = Status.OK
+        events = iter(turn)
         try:
             yield discussion_id, shown()
-            for event in recorded:
+            for event in events:
                 if self._apply(event, view):
                     yield discussion_id, shown()
                 if isinstance(event, Done):
-                    status = {"ok": "complete", "error": "error", "cancelled": "cancelled"}[
-                        event.status
-                    ]
+                    status = event.status
         except LollmsError as exc:
             view.error = error_text(str(exc))
-            status = "error"
+            status = Status.FAILED
         except GeneratorExit:
-            # Gradio closed the stream (Stop, or the page went away): let the turn wind down
-            # (the recorder saves what it has) before the generator goes.
-            cancel.set()
-            for _ in recorded:
-                pass
+            # Gradio closed the stream (Stop, or the page went away), maybe before the turn
+            # started: it winds down and saves what it has before the generator goes.
+            turn.close()
             raise
         except Exception as exc:  # a plugin or personality bug must not take the app down
             log.exception("turn failed")
@@ -403,12 +305,12 @@ class Chat:
                 unexpected(exc),
                 "The server log has the traceback; report it to the personality's author.",
             )
-            status = "error"
+            status = Status.FAILED
         view.status = status
         yield discussion_id, shown()
 
     def _apply(self, event: Event, view: AnswerView) -> bool:
-        """Update ``view`` with one event (the recorder saves it); True if the chat should redraw."""
+        """Update ``view`` with one event (the service saves it); True if the chat should redraw."""
         if isinstance(event, StepStarted):
             view.steps[event.step_id + event.path] = StepView(event.kind, event.title)
         elif isinstance(event, Token):
@@ -419,7 +321,7 @@ class Chat:
             step = self._find(view, event.step_id)
             if step is None:
                 return False
-            step.progress = progress_text(step.kind, event.done, event.total)
+            step.progress = progress_text(event)
         elif isinstance(event, StepFinished):
             step = view.steps.setdefault(
                 event.step_id + event.path, StepView(event.kind, event.title)
@@ -429,9 +331,9 @@ class Chat:
             step.tokens = event.generation_tokens or None
             step.detail = event.detail
             step.error = event.error
-            step.output = None if event.kind == "reply" else event.output
+            step.output = None if event.answer else event.output
         elif isinstance(event, ImageProduced):
-            pass  # the recording keeps it (if the store may serve it); shown() picks it up
+            pass  # the service keeps it (if the store may serve it); shown() picks it up
         elif isinstance(event, Reply):
             view.text = event.text
         elif isinstance(event, TurnError):

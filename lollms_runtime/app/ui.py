@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -12,11 +10,12 @@ from typing import Any, cast
 
 import gradio as gr
 
+from ..conversation import ConversationService
 from ..errors import LollmsError
 from ..paths import PathRefused, confined
 from ..personality import Personality
 from ..runtime import Runtime
-from ..store import Store, StoreError
+from ..store import DiscussionStore, StoreError
 from . import controls
 from .turns import Chat, Shown, error_text
 
@@ -34,15 +33,16 @@ def _disclaimer(p: Personality) -> str:
 
 
 class App:
-    """The state the web app shares between sessions: runtime, store, personalities, cancels."""
+    """The state the web app shares between sessions: the conversation service, personalities,
+    and each session's cancel event. Discussions are reached only through ``self.service``."""
 
     def __init__(
-        self, runtime: Runtime, store: Store, sampling: Mapping[str, Any] | None = None
+        self, runtime: Runtime, store: DiscussionStore, sampling: Mapping[str, Any] | None = None
     ) -> None:
         self.runtime = runtime
-        self.store = store
+        self.service = ConversationService(runtime, store)
         self.sampling = dict(sampling or {})  # the panel's starting overrides (e.g. max_tokens)
-        self.chat = Chat(runtime, store)
+        self.chat = Chat(self.service)
         self.personalities: dict[str, Personality] = {}
         # One broken personality never takes the app down: it is left out and listed here, by id
         # (or by file when even its id cannot be read), with its located error.
@@ -125,7 +125,7 @@ class App:
     def discussion_choices(self, search: str = "") -> list[tuple[str, str]]:
         """The sidebar's list: (title · personality, id), newest first."""
         choices = []
-        for d in self.store.list_discussions(search=search or None):
+        for d in self.service.discussions(search=search or None):
             name = self.personalities.get(d.personality_id)
             who = name.name if name else d.personality_id
             choices.append((f"{d.title or '(untitled)'} · {who}", d.id))
@@ -133,11 +133,12 @@ class App:
 
 
 def build_app(
-    runtime: Runtime, store: Store, sampling: Mapping[str, Any] | None = None
+    runtime: Runtime, store: DiscussionStore, sampling: Mapping[str, Any] | None = None
 ) -> tuple[gr.Blocks, App]:
     """The web app for ``runtime``'s personalities, saving discussions in ``store``; ``sampling``
     overrides where the sampling panel starts (e.g. a small ``max_tokens``)."""
     app = App(runtime, store, sampling)
+    service = app.service
     first = app.personalities[app.ids[0]]
     categories = ["All", *sorted({p.category for p in app.personalities.values() if p.category})]
     setting_controls: list[Any] = []
@@ -239,7 +240,7 @@ def build_app(
                 with gr.Accordion("Settings", open=True):
                     for pid in app.ids:
                         p = app.personalities[pid]
-                        saved = controls.saved_values(p, store.get_settings(pid))
+                        saved = controls.saved_values(p, service.settings(pid))
                         with gr.Column(visible=pid == first.id) as group:
                             start = len(setting_controls)
                             for setting in p.settings.values():
@@ -272,7 +273,7 @@ def build_app(
         def personality_view(pid: str, discussion_id: str | None) -> list[Any]:
             p = app.personalities[pid]
             shown = app.chat.show(p, discussion_id)
-            saved = controls.saved_values(p, store.get_settings(pid))
+            saved = controls.saved_values(p, service.settings(pid))
             values: list[Any] = [gr.skip()] * n_settings
             start, _end = offsets[pid]
             for index, setting in enumerate(p.settings.values()):
@@ -316,7 +317,7 @@ def build_app(
             if not discussion_id:
                 return [gr.skip()] * len(view_outputs) + [""]
             try:
-                d = store.get_discussion(discussion_id)
+                d = service.get(discussion_id)
             except StoreError as exc:
                 raise gr.Error(str(exc)) from None
             if d.personality_id not in app.personalities:
@@ -333,7 +334,7 @@ def build_app(
         def save_settings(pid: str, *values: Any) -> None:
             start, end = offsets[pid]
             settings = controls.settings_from(app.personalities[pid], values[start:end])
-            store.save_settings(pid, settings)
+            service.save_settings(pid, settings)
 
         def stream(
             turns: Iterator[tuple[str, Shown]], before: list[Any]
@@ -477,13 +478,13 @@ def build_app(
         def rename(discussion_id: str | None, new_title: str, text: str) -> Any:
             if not discussion_id:
                 raise gr.Error("Open a discussion first.")
-            store.rename_discussion(discussion_id, new_title)
+            service.rename(discussion_id, new_title)
             return gr.Radio(choices=app.discussion_choices(text), value=discussion_id)
 
         def delete(pid: str, discussion_id: str | None, text: str) -> list[Any]:
             if not discussion_id:
                 raise gr.Error("Open a discussion first.")
-            store.delete_discussion(discussion_id)
+            service.delete(discussion_id)
             return [
                 *personality_view(pid, None),
                 gr.Radio(choices=app.discussion_choices(text), value=None),
@@ -492,21 +493,15 @@ def build_app(
         def export(discussion_id: str | None, kind: str) -> str:
             if not discussion_id:
                 raise gr.Error("Open a discussion first.")
-            folder = Path(tempfile.mkdtemp(prefix="lollms-export-"))
-            if kind == "md":
-                path = folder / f"discussion-{discussion_id}.md"
-                path.write_text(store.export_markdown(discussion_id), encoding="utf-8")
-            else:
-                path = folder / f"discussion-{discussion_id}.json"
-                data = store.export_json(discussion_id)
-                path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-            return str(path)
+            # In the discussion's own folder (which the app may serve and which goes with the
+            # discussion), pruned as new ones are written: never piling up in /tmp.
+            exports = service.store.artifact_dir(discussion_id) / "exports"
+            return str(service.export_file(discussion_id, kind, exports))
 
         def import_file(file: Any, text: str) -> list[Any]:
             path = Path(file if isinstance(file, str) else file.name)
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                discussion_id = store.import_json(data)
+                discussion_id = service.import_json(path.read_bytes())
             except (OSError, ValueError, StoreError) as exc:
                 raise gr.Error(f"could not import {path.name}: {exc}") from None
             return [

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "cancelled"]
+ContextPolicy = Literal["drop_oldest", "refuse"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class GenerationRequest:
     answer_prefix: str = ""
     # Identifies a discussion so the backend may keep its KV cache between turns.
     cache_key: str | None = None
+    # What to do when the prompt does not fit the model's context: drop the oldest turns of the
+    # history, or refuse (the personality's ``context_policy``).
+    context_policy: ContextPolicy = "drop_oldest"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ class TextChunk:
     generation_tokens: int = 0
     prompt_tps: float = 0.0
     generation_tps: float = 0.0
+    # What the step's trace should say about this call: a field the endpoint refused, or the
+    # oldest messages left out to fit the model's context (set on the first or last chunk).
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class ChoiceResult:
     choice: str
     index: int
     probabilities: Mapping[str, float]
+    method: str = ""  # how the choice was made, for the trace (e.g. "first-token logprobs")
 
     @property
     def probability(self) -> float:
@@ -162,3 +170,23 @@ class ImageBackend(Protocol):
 
 class BackendUnavailable(RuntimeError):
     """A backend cannot run here (no weights, no server); the message says what to do."""
+
+
+class BackendBusy(RuntimeError):
+    """The model runs and queues as many turns as it takes; try again after ``retry_after`` s.
+
+    Front ends map it to HTTP 503 with ``Retry-After`` or to a message in the app.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float = 5.0, running: int = 0, waiting: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.running = running
+        self.waiting = waiting
+        self.hint = f"try again in {max(1, round(retry_after))} s"
+
+
+class PromptTooLong(ValueError):
+    """The prompt does not fit the model's context and the policy refuses to trim it."""

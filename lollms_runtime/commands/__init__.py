@@ -1,4 +1,5 @@
-"""Built-in CLI commands that live outside cli.py: each module has ``register(subparsers, common)``.
+"""The built-in CLI commands: each module has ``register(subparsers, common)``, called through the
+``register_commands`` hook like a plugin's (see :mod:`lollms_runtime.default_plugins.commands`).
 
 Modules are imported only when the parser is built; their handlers import heavy things lazily.
 """
@@ -6,8 +7,11 @@ Modules are imported only when the parser is built; their handlers import heavy 
 from __future__ import annotations
 
 MODULES: tuple[str, ...] = (
+    "lollms_runtime.commands.personalities",
+    "lollms_runtime.commands.plugins",
     "lollms_runtime.commands.run",
     "lollms_runtime.commands.serve",
+    "lollms_runtime.commands.api",
     "lollms_runtime.commands.test",
     "lollms_runtime.commands.discussions",
     "lollms_runtime.commands.importing",

@@ -11,16 +11,17 @@ from typing import Any
 from ..argtypes import positive_int
 
 
-def _store() -> Any:
+def _service() -> Any:
+    from ..conversation import ConversationService
     from ..store import Store
 
-    return Store()
+    return ConversationService(None, Store())  # no runtime: these actions run no turn
 
 
 def cmd_discussions(args: argparse.Namespace) -> int:
-    store = _store()
+    service = _service()
     if args.action == "list":
-        items = store.list_discussions(search=args.search, limit=args.limit)
+        items = service.discussions(search=args.search, limit=args.limit)
         if args.json:
             print(
                 json.dumps(
@@ -47,14 +48,14 @@ def cmd_discussions(args: argparse.Namespace) -> int:
         print("error: give a discussion id", file=sys.stderr)
         return 1
     if args.action == "show":
-        sys.stdout.write(store.export_markdown(args.id))
+        sys.stdout.write(service.export_markdown(args.id))
     elif args.action == "export":
         if args.format == "json":
-            print(json.dumps(store.export_json(args.id), indent=2))
+            print(json.dumps(service.export_json(args.id), indent=2))
         else:
-            sys.stdout.write(store.export_markdown(args.id))
+            sys.stdout.write(service.export_markdown(args.id))
     elif args.action == "delete":
-        store.delete_discussion(args.id)
+        service.delete(args.id)
         print(f"deleted {args.id}")
     return 0
 

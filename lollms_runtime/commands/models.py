@@ -1,4 +1,5 @@
-"""`lollms models`: the text and image models available locally, and `lollms models pull ID`."""
+"""`lollms models`: the text and image models available locally, the remote endpoints of
+models.yaml (and the models they serve), and `lollms models pull ID`."""
 
 from __future__ import annotations
 
@@ -70,6 +71,47 @@ def local_text_models() -> list[LocalModel]:
     return found
 
 
+@dataclass(frozen=True)
+class RemoteEndpoint:
+    """An endpoint of models.yaml and, when it answered, the models it serves."""
+
+    name: str
+    url: str
+    configured: tuple[str, ...]
+    served: tuple[str, ...] | None  # None: not reachable (``error`` says why)
+    error: str = ""
+
+
+def remote_endpoints(timeout: float = 3.0) -> list[RemoteEndpoint]:
+    """The endpoints named in ``$LOLLMS_HOME/models.yaml``, each asked for its models (GET
+    /models, once, with a short timeout)."""
+    import dataclasses
+
+    from ..remote.client import Client, RemoteError
+    from ..remote.endpoints import load_endpoints
+
+    found: list[RemoteEndpoint] = []
+    for name, endpoint in load_endpoints().items():
+        quick = dataclasses.replace(
+            endpoint, retries=0, connect_timeout=timeout, read_timeout=timeout
+        )
+        client = Client(quick)
+        try:
+            listed = client.get_json("models")
+        except RemoteError as exc:
+            error = f"{exc} ({exc.hint})" if exc.hint else str(exc)
+            found.append(RemoteEndpoint(name, endpoint.url, endpoint.models, None, error))
+            continue
+        finally:
+            client.close()
+        data = listed.get("data") if isinstance(listed, dict) else None
+        served = tuple(
+            str(m["id"]) for m in data or () if isinstance(m, dict) and m.get("id") is not None
+        )
+        found.append(RemoteEndpoint(name, endpoint.url, endpoint.models, served))
+    return found
+
+
 def local_image_models() -> list[LocalModel]:
     from ..image.models import list_local_image_models
 
@@ -129,25 +171,42 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{args.id}: {path}")
         return 0
     models = [*local_text_models(), *local_image_models()]
+    endpoints = remote_endpoints()
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "kind": m.kind,
-                        "id": m.id,
-                        "path": str(m.path),
-                        "size_bytes": m.size_bytes,
-                        "source": m.source,
-                    }
-                    for m in models
-                ],
-                indent=2,
-            )
-        )
+        listed: list[dict[str, Any]] = [
+            {
+                "kind": m.kind,
+                "id": m.id,
+                "path": str(m.path),
+                "size_bytes": m.size_bytes,
+                "source": m.source,
+            }
+            for m in models
+        ]
+        listed += [
+            {
+                "kind": "remote",
+                "id": e.name,
+                "url": e.url,
+                "models": list(e.configured),
+                "served": None if e.served is None else list(e.served),
+                "reachable": e.served is not None,
+                "error": e.error,
+                "source": "models.yaml",
+            }
+            for e in endpoints
+        ]
+        print(json.dumps(listed, indent=2))
         return 0
     for m in models:
         print(f"{m.kind:<6} {m.id:<45} {m.size_bytes / 1e6:>8.1f} MB  {m.source}")
+    for e in endpoints:
+        state = "reachable" if e.served is not None else "unreachable"
+        print(f"remote {e.name:<45} {e.url}  ({state})")
+        for model in dict.fromkeys([*e.configured, *(e.served or ())]):
+            print(f"         --model {e.name}#{model}")
+        if e.error:
+            print(f"         {e.error}")
     if not any(m.kind == "image" for m in models):
         print("(no image model yet: `lollms models pull stabilityai/sd-turbo` fetches a small one)")
     return 0
@@ -157,8 +216,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "models",
         parents=[common],
-        help="list local text and image models, or pull one",
-        description="List the models available offline, or download one once.",
+        help="list local text and image models and remote endpoints, or pull a model",
+        description="List the models available offline and the OpenAI-compatible endpoints of "
+        "$LOLLMS_HOME/models.yaml (with the models each serves, when it answers), or download "
+        "a model once.",
     )
     p.add_argument("action", nargs="?", default="list", choices=["list", "pull"])
     p.add_argument(

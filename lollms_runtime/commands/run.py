@@ -43,54 +43,44 @@ def _event_json(event: Any) -> str:
 
 
 def _saved_turn(
-    runtime: Any,
+    service: Any,
     args: argparse.Namespace,
     settings: dict[str, Any],
     sampling: dict[str, Any],
     cancel: threading.Event,
-) -> tuple[Any, str]:
-    """Run the turn inside a discussion of the store (a new one, or --discussion ID); with
-    --continue, extend its last answer. Returns the events and any answer text already there."""
-    from ..recorder import history_of, record_turn
-    from ..store import Store
-
-    store = Store()
-    if args.discussion:
-        discussion = store.get_discussion(args.discussion)
-        personality = runtime.catalog.resolve(args.id)
-        settings = {**store.get_settings(personality.id), **settings}
-    elif args.continue_:
+) -> Any:
+    """The turn inside a discussion of the store (a new one, or --discussion ID); with
+    --continue, extending its last answer (``turn.prefix`` is the text already there)."""
+    runtime = service.runtime
+    if args.continue_ and not args.discussion:
         raise LollmsError("--continue needs --discussion ID (see `lollms discussions`)")
+    personality = runtime.catalog.resolve(args.id)
+    if args.discussion:
+        discussion_id = service.get(args.discussion).id
+        settings = {**service.settings(personality.id), **settings}
     else:
-        personality = runtime.catalog.resolve(args.id)
-        discussion = store.create_discussion(personality.id, model=runtime.model)
-    print(f"(discussion {discussion.id})", file=sys.stderr)
-    common: dict[str, Any] = {
-        "settings": settings,
-        "sampling": sampling,
-        "discussion_id": discussion.id,
-        "artifacts_dir": store.artifact_dir(discussion.id),
-        "cancel": cancel,
-    }
+        discussion_id = service.new(personality.id).id
+    print(f"(discussion {discussion_id})", file=sys.stderr)
+    _attach(discussion_id, args.attach)
+    common: dict[str, Any] = {"settings": settings, "sampling": sampling, "cancel": cancel}
     if args.continue_:
-        thread = store.thread(discussion.id)
-        if len(thread) < 2 or thread[-1].role != "assistant" or thread[-2].role != "user":
-            raise LollmsError(
-                f"nothing to continue in discussion {discussion.id}: its last message is not an "
-                "answer; send a message instead"
-            )
-        answer, user = thread[-1], thread[-2]
-        events = runtime.continue_answer(
-            personality, user.content, answer.content, history=history_of(thread[:-2]), **common
-        )
-        return record_turn(store, discussion.id, events, continue_id=answer.id), answer.content
-    history = history_of(store.thread(discussion.id))
-    store.add_message(discussion.id, "user", args.message)
-    events = runtime.run(personality, args.message, history=history, **common)
-    return record_turn(store, discussion.id, events, model=runtime.model, sampling=sampling), ""
+        return service.continue_(personality, discussion_id, **common)
+    return service.send(personality, args.message, discussion_id=discussion_id, **common)
+
+
+def _attach(discussion_id: str, files: list[str]) -> None:
+    """--attach FILE: the file joins the discussion's own index (lollms_runtime.knowledge)."""
+    from pathlib import Path
+
+    from ..knowledge.library import attach_file
+
+    for name in files:
+        added = attach_file(discussion_id, Path(name))
+        print(f"(attached {added['source']}: {added['chunks']} passage(s))", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..conversation import ConversationService
     from ..events import (
         Done,
         ImageProduced,
@@ -102,13 +92,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         TurnError,
         progress_text,
     )
-    from ..runtime import Runtime
+    from ..runtime import runtime_from_args
+    from ..store import Store
 
     if args.continue_ and args.message is not None:
         raise LollmsError("--continue takes no message: it extends the discussion's last answer")
     if not args.continue_ and args.message is None:
         raise LollmsError("give the message to send, or --continue with --discussion ID")
-    runtime = Runtime(personalities=args.personalities, model=args.model)
+    runtime = runtime_from_args(args)
     cancel = threading.Event()
     out, err = sys.stdout, sys.stderr
     streamed: list[str] = []
@@ -120,18 +111,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise LollmsError(str(exc)) from None
     if args.no_save:
-        if args.continue_ or args.discussion:
-            raise LollmsError("--no-save cannot be used with --discussion or --continue")
-        events = runtime.run(
+        if args.continue_ or args.discussion or args.attach:
+            raise LollmsError("--no-save cannot be used with --discussion, --continue or --attach")
+        service = ConversationService(runtime)  # no store: nothing is saved
+        events = service.run_turn(
             args.id, args.message, settings=settings, sampling=sampling, cancel=cancel
         )
     else:
-        events, before = _saved_turn(runtime, args, settings, sampling, cancel)
+        service = ConversationService(runtime, Store())
+        events = _saved_turn(service, args, settings, sampling, cancel)
+        before = events.prefix
         if before and not args.json and not args.no_stream:
             streamed.append(before)  # the answer so far, then what the model adds
             out.write(before)
             out.flush()
-    kinds: dict[str, str] = {}
     progress_shown = False
     try:
         for event in events:
@@ -142,14 +135,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             if progress_shown and not isinstance(event, Progress):
                 err.write("\n")  # end the progress line before anything else is printed
                 progress_shown = False
-            if isinstance(event, StepStarted):
-                kinds[event.step_id] = event.kind
             if isinstance(event, Token) and event.visible and not args.no_stream:
                 streamed.append(event.text)
                 out.write(event.text)
                 out.flush()
             elif isinstance(event, Progress):
-                label = progress_text(kinds.get(event.step_id, ""), event.done, event.total)
+                label = progress_text(event)
                 err.write(f"\r {label}")  # one line, rewritten in place
                 err.flush()
                 progress_shown = True
@@ -163,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if event.error:
                     line += f" — {event.error}"
                 print(line, file=err, flush=True)
-                if event.output is not None and event.kind not in ("reply",):
+                if event.output is not None and not event.answer:
                     shown = (
                         event.output
                         if isinstance(event.output, str)
@@ -194,9 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     file=err,
                 )
     except KeyboardInterrupt:
-        cancel.set()
-        for _ in events:  # let the turn wind down and save what it has
-            pass
+        events.close()  # let the turn wind down and save what it has
         print("\n(cancelled)", file=err)
         return 130
     return 1 if failed else 0
@@ -211,9 +200,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("id", help="personality id, or the path of its file or folder")
     p.add_argument("message", nargs="?", help="the user's message (none with --continue)")
-    p.add_argument(
-        "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
-    )
     p.add_argument(
         "--set",
         action="append",
@@ -246,5 +232,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-save", action="store_true", help="do not save the turn in the discussion store"
+    )
+    p.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a document (text, Markdown, HTML, PDF) the discussion's answers may draw on "
+        "(repeatable)",
     )
     p.set_defaults(handler=cmd_run)

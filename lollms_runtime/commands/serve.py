@@ -8,11 +8,12 @@ from typing import Any
 
 from ..argtypes import port, sampling_value
 from ..errors import LollmsError
+from .api import add_api_key_option
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..app.server import launch, parse_auth
-    from ..runtime import Runtime
+    from ..runtime import runtime_from_args
     from ..store import Store
 
     try:
@@ -20,7 +21,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise LollmsError(str(exc)) from None
     check_port_free(args.host, args.port)  # before loading anything: a clear message
-    runtime = Runtime(personalities=args.personalities, model=args.model)
+    from ..api.server import refusal_to_expose
+    from ..api.serving import api_keys
+
+    keys = api_keys(args.api_key)
+    refusal = refusal_to_expose(args.host, keys)
+    if refusal:
+        print(f"warning: the API (/v1) is not started: {refusal}")
+    runtime = runtime_from_args(args)
     _warn_broken(runtime.catalog)
     store = Store()
     if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
@@ -28,10 +36,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"warning: serving on {args.host} without --auth: anyone who can reach this "
             "address can use the app"
         )
-    print(f"lollms: http://{args.host}:{args.port} (discussions in {store.path})", flush=True)
+    api = "" if refusal else f"; API on http://{args.host}:{args.port}/v1"
+    print(f"lollms: http://{args.host}:{args.port} (discussions in {store.path}{api})", flush=True)
     try:
         sampling = {"max_tokens": args.max_tokens} if args.max_tokens else None
-        launch(runtime, store, host=args.host, port=args.port, auth=auth, sampling=sampling)
+        launch(
+            runtime,
+            store,
+            host=args.host,
+            port=args.port,
+            auth=auth,
+            sampling=sampling,
+            api_keys=keys,
+            api=not refusal,
+        )
     finally:
         store.close()
     return 0
@@ -85,11 +103,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=port, default=7860, help="port (default: 7860)")
     p.add_argument("--auth", metavar="USER:PASS", help="require this login")
     p.add_argument(
-        "--model", help="model: 'default' (embedded), a Hugging Face id, a folder or a .gguf file"
-    )
-    p.add_argument(
         "--max-tokens",
         type=sampling_value("max_tokens", int),
         help="start the sampling panel at this many tokens per step",
     )
+    add_api_key_option(p)
     p.set_defaults(handler=cmd_serve)

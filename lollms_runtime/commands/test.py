@@ -30,9 +30,9 @@ def cmd_test(args: argparse.Namespace) -> int:
             errors.append((target, str(exc)))
 
     def runtime() -> Any:
-        from ..runtime import Runtime
+        from ..runtime import runtime_from_args
 
-        return Runtime(host=host, personalities=args.personalities, model=args.model)
+        return runtime_from_args(args, host=host)
 
     runner = TestRunner(
         host,
@@ -106,7 +106,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scripted-only", action="store_true", help="skip the tests that need the real model"
     )
-    p.add_argument("--model", help="model for the real-model tests (default: the embedded one)")
     p.add_argument("-k", dest="keyword", help="only tests whose name contains this text")
     p.add_argument("-v", "--verbose", action="store_true", help="show every reply")
     p.add_argument("--json", action="store_true", help="machine-readable results")

@@ -241,6 +241,8 @@ OPERATIONS = (
         template,
         {"type": "string"},
         "Render a Jinja2 template; the input is available as text.",
+        template=True,
+        names=("text",),
     ),
 )
 

@@ -10,16 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import ChatMessage, GenerationRequest, ImageRequest
-from ..engine import (
-    Cancelled,
-    LimitExceeded,
-    StepContext,
-    StepError,
-    StepGen,
-    Turn,
-    streamed_ids,
-)
-from ..events import ImageProduced, Progress, Reply, Token
+from ..context import Cancelled, StepContext, StepError, StepGen
+from ..knowledge.limits import KnowledgeError
+from ..knowledge.turn import with_knowledge
 
 INT_OPTIONS = ("top_k", "max_tokens", "seed")
 FLOAT_OPTIONS = ("temperature", "top_p", "min_p", "repetition_penalty")
@@ -43,7 +36,12 @@ def _messages(
     if history:
         messages.extend(ctx.turn.history)
     messages.append(ChatMessage("user", prompt))
-    return messages
+    # The turn's lore, and in the default chat the passages it retrieves (lollms_runtime.knowledge).
+    try:
+        return with_knowledge(ctx, messages)
+    except KnowledgeError as exc:
+        hint = exc.hint or "fix lore: or knowledge: in the personality"
+        raise StepError(str(exc), hint) from None
 
 
 def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
@@ -55,7 +53,7 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     # A step's stop strings add to the personality's and the user's, never replace them.
     overrides["stop"] = (*ctx.sampling().stop, *body.get("stop", ()))
     sampling = ctx.sampling(overrides)
-    remaining = ctx.engine.limits.max_tokens - ctx.counters.generation_tokens
+    remaining = ctx.tokens_left()
     if sampling.max_tokens > remaining:
         sampling = sampling.merged({"max_tokens": max(1, remaining)})
     answer_prefix = ctx.render(body.get("answer_prefix", ""))
@@ -65,21 +63,23 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
         prefixes=personality.prefixes,
         answer_prefix=answer_prefix,
         cache_key=ctx.turn.discussion_id,
+        context_policy=personality.raw.get("context_policy", "drop_oldest"),
     )
-    visible = bool(
-        body.get("stream", ctx.step_id in ctx.streamed_ids or body.get("id") in ctx.streamed_ids)
-    )
+    visible = bool(body.get("stream", ctx.visible))
     parts = [answer_prefix] if answer_prefix else []
     if visible and answer_prefix:
-        yield Token(answer_prefix, ctx.step_id, visible)
+        yield ctx.token(answer_prefix, visible)
     last = None
+    notes: list[str] = []
     stream = ctx.text_backend().stream(request, cancel=ctx.turn.cancel)
     try:
         for chunk in stream:
             last = chunk
+            if chunk.note and chunk.note not in notes:
+                notes.append(chunk.note)
             if chunk.text:
                 parts.append(chunk.text)
-                yield Token(chunk.text, ctx.step_id, visible)
+                yield ctx.token(chunk.text, visible)
             if not ctx.turn.cancel.is_set():
                 ctx.check_cancel()  # the step's time limit
     finally:
@@ -88,6 +88,8 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
             close()
         if last is not None:
             ctx.count_tokens(last.prompt_tokens, last.generation_tokens, last.cached_tokens)
+        if notes:  # e.g. sampling fields a remote server refused, messages left out to fit
+            ctx.detail = "; ".join([*([ctx.detail] if ctx.detail else []), *notes])
     text = "".join(parts)
     if ctx.turn.cancel.is_set() or (last is not None and last.finish_reason == "cancelled"):
         if visible:
@@ -108,19 +110,22 @@ def judge_request(ctx: StepContext, question: str, options: Sequence[str]) -> Ge
         sampling=ctx.sampling(),
         prefixes=ctx.personality.prefixes,
         cache_key=ctx.turn.discussion_id,
+        context_policy=ctx.personality.raw.get("context_policy", "drop_oldest"),
     )
 
 
-def _choose(ctx: StepContext, question: str, options: Sequence[str]) -> tuple[str, float]:
+def _choose(ctx: StepContext, question: str, options: Sequence[str]) -> tuple[str, str]:
+    """The option the model picks, and how sure it is (and how it was asked) for the trace."""
     result = ctx.text_backend().choose(judge_request(ctx, question, options), options)
-    return result.choice, result.probability
+    how = f", {result.method}" if result.method else ""
+    return result.choice, f"p={result.probability:.2f}{how}"
 
 
 def _holds(ctx: StepContext, branch: Mapping[str, Any]) -> tuple[bool, str]:
     if "ask" in branch:
         question = ctx.render(branch["ask"])
-        answer, probability = _choose(ctx, question, ("yes", "no"))
-        return answer == "yes", f"asked {question!r}: {answer} (p={probability:.2f})"
+        answer, sure = _choose(ctx, question, ("yes", "no"))
+        return answer == "yes", f"asked {question!r}: {answer} ({sure})"
     value = ctx.evaluate(branch["if"])
     return bool(value), f"{branch['if']} -> {bool(value)}"
 
@@ -149,8 +154,8 @@ def run_condition(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     else:
         options = [str(o) for o in body["choose"]]
         question = ctx.render(body.get("question", "Which of these fits the message best?"))
-        key, probability = _choose(ctx, question, options)
-        detail = f"asked {question!r}: {key} (p={probability:.2f})"
+        key, sure = _choose(ctx, question, options)
+        detail = f"asked {question!r}: {key} ({sure})"
     cases = body.get("cases", {})
     if key in cases:
         ctx.detail = f"{detail} => case {key}"
@@ -164,7 +169,7 @@ def run_condition(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
 @_plain
 def run_post_process(ctx: StepContext, body: Mapping[str, Any]) -> Any:
     value = ctx.value(body["input"]) if "input" in body else ctx.last_text
-    operations = ctx.engine.host.postprocessors
+    operations = ctx.postprocessors
     for op in body["ops"]:
         ((name, args),) = op.items()
         if name not in operations:
@@ -208,7 +213,7 @@ def run_text_to_image(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     worker = threading.Thread(target=paint, name=f"paint-{ctx.step_id}", daemon=True)
     worker.start()
     while (item := events.get()) is not None:
-        yield Progress(ctx.step_id, item[0], item[1])
+        yield ctx.progress(item[0], item[1], "painting")
     worker.join()
     if "error" in result:
         raise result["error"]
@@ -221,7 +226,7 @@ def run_text_to_image(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     for index, image in enumerate(result.get("images", ())):
         path = save_png(image, folder, f"{ctx.step_id}-{index}")
         paths.append(str(path))
-        yield ImageProduced(ctx.step_id, Path(path), dict(image.params))
+        yield ctx.image(Path(path), image.params)
     if not paths:
         raise StepError("the image backend returned no image")
     return paths[0] if len(paths) == 1 else paths
@@ -250,19 +255,19 @@ def run_reply(ctx: StepContext, body: Mapping[str, Any]) -> Any:
     text = ctx.render(body["text"]) if "text" in body else (ctx.last_text or "")
     images = _image_list(ctx, body.get("images", ()))
     shown = {name: ctx.variables.get(name) for name in body.get("show", ())}
-    ctx.reply = Reply(text=text.strip(), images=images, shown=shown)
-    return ctx.reply.text
+    return ctx.set_reply(text.strip(), images, shown).text
 
 
 @_plain
 def run_set(ctx: StepContext, body: Mapping[str, Any]) -> Any:
     values = {name: ctx.value(value) for name, value in body.items()}
-    ctx.variables.update(values)
+    for name, value in values.items():
+        ctx.set(name, value)
     return values
 
 
 def run_loop(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
-    cap = min(int(body.get("max", 5)), ctx.engine.limits.max_loop_iterations)
+    cap = min(int(body.get("max", 5)), ctx.limits.max_loop_iterations)
     iterations = 0
     output: Any = None
     while iterations < cap and ("while" not in body or ctx.evaluate(body["while"])):
@@ -277,12 +282,12 @@ def run_for_each(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
     if isinstance(items, str | bytes) or not hasattr(items, "__iter__"):
         raise StepError(f"items must give a list, got {type(items).__name__}")
     items = list(items)
-    cap = min(int(body.get("max", 10)), ctx.engine.limits.max_loop_iterations)
+    cap = min(int(body.get("max", 10)), ctx.limits.max_loop_iterations)
     name = body.get("as", "item")
     outputs = []
     for index, item in enumerate(items[:cap]):
-        ctx.variables[name] = item
-        ctx.variables["loop_index"] = index
+        ctx.set(name, item)
+        ctx.set("loop_index", index)
         outputs.append((yield from ctx.run_steps(body["steps"], f"{ctx.step_path}.for_each.steps")))
     skipped = len(items) - min(len(items), cap)
     ctx.detail = f"{min(len(items), cap)} item(s)" + (
@@ -292,51 +297,12 @@ def run_for_each(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
 
 
 def run_call(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
-    message = ctx.render(body["message"]) if "message" in body else ctx.turn.message
+    message = ctx.render(body["message"]) if "message" in body else None
     if "pipeline" in body:
         name = body["pipeline"]
         steps = ctx.personality.pipelines.get(name)
         if steps is None:
             raise StepError(f"no sub-pipeline named '{name}'", "define it under pipelines:")
-        if ctx.depth + 1 > ctx.engine.limits.max_call_depth:
-            raise LimitExceeded(
-                f"calls nested deeper than {ctx.engine.limits.max_call_depth} levels",
-                "check for sub-pipelines that call each other in a cycle",
-            )
-        turn = Turn(
-            ctx.personality,
-            message,
-            ctx.turn.history,
-            ctx.turn.settings,
-            ctx.turn.sampling,
-            ctx.turn.discussion_id,
-            ctx.turn.artifacts_dir,
-            ctx.turn.cancel,
-        )
-        child = StepContext(ctx.engine, turn, ctx.depth + 1)
-        child.counters = ctx.counters
-        child.variables.update(ctx.variables)
-        if ctx.step_id in ctx.streamed_ids:
-            child.streamed_ids = streamed_ids(steps, ctx.engine.kinds)
-        try:
-            output = yield from child.run_steps(steps, f"pipelines.{name}")
-        except Cancelled:
-            ctx.last_text = child.last_text or ctx.last_text  # the partial answer the user saw
-            raise
-        return child.reply.text if child.reply else (child.last_text if output is None else output)
-    resolve = ctx.engine.resolve_personality
-    if resolve is None:
-        raise StepError("this runtime cannot call other personalities")
-    other = resolve(ctx.render(body["personality"]))
-    turn = Turn(
-        other,
-        message,
-        ctx.turn.history,
-        {},
-        ctx.turn.sampling,
-        None,
-        ctx.turn.artifacts_dir,
-        ctx.turn.cancel,
-    )
-    visible = ctx.step_id in ctx.streamed_ids
-    return (yield from ctx.engine.run_nested(ctx, turn, visible=visible))
+        return (yield from ctx.call(steps, f"pipelines.{name}", message=message))
+    other = ctx.resolve_personality(ctx.render(body["personality"]))
+    return (yield from ctx.call(message=message, personality=other))

@@ -3,11 +3,12 @@ for_each and call. Each is registered with its schema fragment and a complete ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..contracts import StepKind
 from ..plugins import hookimpl
+from ..schema import base_schema
 
 
 def _runner(name: str) -> Callable[..., Any]:
@@ -47,20 +48,39 @@ def _templated(
     return spec
 
 
-SAMPLING_OVERRIDES = {
-    "temperature": _templated("number", 0, 2, "Randomness for this step (0 = greedy)."),
-    "top_k": _templated("integer", 0, None, "Top-k for this step."),
-    "top_p": _templated("number", 0, 1, "Top-p for this step."),
-    "min_p": _templated("number", 0, 1, "Min-p for this step."),
-    "repetition_penalty": _templated("number", 0.5, 2, "Repetition penalty for this step."),
-    "max_tokens": _templated("integer", 1, 131072, "Most tokens this step generates."),
-    "stop": {
+# A step may override the personality's sampling: the same bounds as the schema's ``sampling``
+# (stated there once), but each number may also be written as a template.
+STEP_SAMPLING = {
+    "temperature": "Randomness for this step (0 = greedy).",
+    "top_k": "Top-k for this step.",
+    "top_p": "Top-p for this step.",
+    "min_p": "Min-p for this step.",
+    "repetition_penalty": "Repetition penalty for this step.",
+    "max_tokens": "Most tokens this step generates.",
+    "seed": "Seed for this step.",
+}
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _sampling_overrides() -> dict[str, Any]:
+    props = base_schema()["$defs"]["sampling"]["properties"]
+    overrides: dict[str, Any] = {}
+    for name, description in STEP_SAMPLING.items():
+        spec = props[name]
+        overrides[name] = {
+            "type": [spec["type"], "string"],
+            "description": description,
+            **{key: spec[key] for key in BOUNDS if key in spec},
+        }
+    overrides["stop"] = {
         "type": "array",
         "items": {"type": "string", "minLength": 1},
         "description": "Stop strings for this step (added to the personality's).",
-    },
-    "seed": _templated("integer", 0, None, "Seed for this step."),
-}
+    }
+    return overrides
+
+
+SAMPLING_OVERRIDES = _sampling_overrides()
 
 GENERATE = StepKind(
     name="generate",
@@ -96,6 +116,8 @@ GENERATE = StepKind(
         },
     },
     templates=("prompt", "system", "answer_prefix"),
+    text_output=True,
+    streams=True,
     example="""\
 pipeline:
   - generate:
@@ -178,6 +200,7 @@ CONDITION = StepKind(
     templates=("ask", "question"),
     expressions=("if", "switch"),
     nested=("then", "else", "elif", "cases", "default"),
+    branches=True,
     example="""\
 pipeline:
   - condition:
@@ -225,6 +248,9 @@ POST_PROCESS = StepKind(
         },
     },
     templates=("input",),
+    output_from=("input",),
+    operations="ops",
+    text_output=True,
     example="""\
 pipeline:
   - generate: {id: draft}
@@ -307,6 +333,7 @@ REPLY = StepKind(
         },
     },
     templates=("text", "images"),
+    answer="text",
     example="""\
 pipeline:
   - generate: {id: answer}
@@ -315,6 +342,17 @@ pipeline:
       show: [answer]
 """,
 )
+
+
+def _set_defines(body: Mapping[str, Any]) -> dict[str, str]:
+    """set defines its keys, each made from its value (a template or a plain value)."""
+    return {str(name): str(value) for name, value in body.items()}
+
+
+def _for_each_scope(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """The steps of a for_each see the current item (``as``, default item) and loop_index."""
+    return (str(body.get("as", "item")), "loop_index")
+
 
 SET = StepKind(
     name="set",
@@ -327,6 +365,7 @@ SET = StepKind(
         "additionalProperties": True,
     },
     common=False,
+    defines=_set_defines,
     example="""\
 pipeline:
   - set:
@@ -358,6 +397,7 @@ LOOP = StepKind(
     },
     expressions=("while",),
     nested=("steps",),
+    after_nested=("while",),
     example="""\
 pipeline:
   - set: {draft: ""}
@@ -397,6 +437,7 @@ FOR_EACH = StepKind(
     },
     expressions=("items",),
     nested=("steps",),
+    scope=_for_each_scope,
     example="""\
 pipeline:
   - for_each:
@@ -433,6 +474,8 @@ CALL = StepKind(
         "oneOf": [{"required": ["pipeline"]}, {"required": ["personality"]}],
     },
     templates=("message",),
+    text_output=True,
+    pipeline_ref="pipeline",
     example="""\
 pipelines:
   shout:
@@ -442,6 +485,19 @@ pipeline:
   - call: {id: shouted, pipeline: shout}
   - reply: {text: "{{ shouted }}"}
 """,
+)
+
+# Continuing an answer: one generate that picks up where the answer stopped. The message and the
+# answer so far are variables, so braces in them stay literal text.
+CONTINUE_PIPELINE: tuple[Mapping[str, Any], ...] = (
+    {
+        "generate": {
+            "id": "answer",
+            "prompt": "{{ continue_message }}",
+            "answer_prefix": "{{ continue_text }}",
+        }
+    },
+    {"reply": {"text": "{{ answer }}"}},
 )
 
 BUILTIN_STEP_KINDS = (

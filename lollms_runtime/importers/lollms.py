@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PersonalityError
+from ..knowledge.importing import joined_lines, knowledge_from_data_folder
 from ..yamldoc import parse_yaml
 from .common import Draft, ImportFailed, clean_name, clean_version, is_empty, make_id
 
@@ -182,6 +183,8 @@ def _convert(
             continue
         text = _text(value)
         if text is None:
+            text = joined_lines(value)  # LoLLMs also accepts a list of lines here
+        if text is None:
             draft.warn(f"{at(key)}: '{key}' should be text, got {type(value).__name__}; dropped")
             continue
         data[target] = text
@@ -218,6 +221,15 @@ def _convert(
         why = NOT_CARRIED.get(key, "lollms-runtime has no such setting")
         draft.warn(f"{at(key)}: key '{key}' not carried over ({why})")
     _assets(folder, draft)
+    _data_folder(folder, draft)
+
+
+def _data_folder(folder: Path, draft: Draft) -> None:
+    """LoLLMs indexed the files of its data/ folder: here they become knowledge: documents."""
+    documents = knowledge_from_data_folder(folder, draft.warn)
+    if documents:
+        draft.assets.update(documents)
+        draft.data["knowledge"] = sorted(documents)
 
 
 def _prefixes(config: dict[str, Any], at: Any, draft: Draft) -> None:

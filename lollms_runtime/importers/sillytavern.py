@@ -266,7 +266,19 @@ def _convert(card: dict[str, Any], path: Path, shown: str, draft: Draft) -> None
             "post_history_instructions are placed at the end of the conditioning "
             "(lollms-runtime has no slot after the chat history)"
         )
+    _lorebook(fields.get("character_book"), char, shown, draft)
     _leftovers(fields, shown, draft)
+
+
+def _lorebook(book: Any, char: str, shown: str, draft: Draft) -> None:
+    """The card's lorebook becomes ``lore:`` (see lollms_runtime.knowledge.importing)."""
+    if is_empty(book):
+        return
+    from ..knowledge.importing import lore_from_character_book
+
+    lore = lore_from_character_book(book, lambda t: _macros(t, char), draft.warn, shown)
+    if lore is not None:
+        draft.data["lore"] = lore
 
 
 def _conditioning(text: dict[str, str], char: str) -> str:
@@ -301,13 +313,8 @@ def _leftovers(fields: dict[str, Any], shown: str, draft: Draft) -> None:
         if key in HANDLED or key in QUIET or is_empty(value):
             continue
         if key == "character_book":
-            entries = value.get("entries") if isinstance(value, dict) else None
-            count = len(entries) if isinstance(entries, list) else 0
-            draft.warn(
-                f"{shown}: character_book (lorebook, {count} entries) not carried over: "
-                "lollms-runtime has no lorebooks; paste the entries you need into the conditioning"
-            )
-        elif key == "extensions" and isinstance(value, dict):
+            continue  # carried over as lore: by _lorebook
+        if key == "extensions" and isinstance(value, dict):
             draft.warn(
                 f"{shown}: extensions not carried over: {', '.join(sorted(map(str, value)))}"
             )

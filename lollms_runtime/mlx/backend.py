@@ -3,120 +3,77 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..backends.base import ChoiceResult, FinishReason, GenerationRequest, TextChunk
+from ..backends.base import ChoiceResult, GenerationRequest, TextChunk
 from .models import DEFAULT_MODEL, LoadedModel, load_model
 from .prompt_cache import PromptCacheStore, cache_length
 from .prompts import encode, prompt_text
-from .sampling import make_logits_processors, make_sampler
-from .stops import StopFilter
+from .scheduler import TurnQueue, WaitingCallback
+from .serving import Server
 
 
 class MLXTextBackend:
     """A :class:`~lollms_runtime.backends.base.TextBackend` over an mlx-lm model.
 
-    Calls are serialised by a lock (one model, one generation at a time); the KV caches of
+    Many users at once: every call runs in one continuous batch on the model's engine thread
+    (:mod:`.batching`), admitted by a bounded fair queue (:mod:`.scheduler`); the KV caches of
     previous calls are reused for any prompt that starts with what they hold.
     """
 
     name = "mlx"
 
     def __init__(
-        self, loaded: LoadedModel, max_cached_prompts: int = 16, max_cache_bytes: int = 2 << 30
+        self,
+        loaded: LoadedModel,
+        max_cached_prompts: int = 16,
+        max_cache_bytes: int = 2 << 30,
+        max_running: int = 8,
+        max_waiting: int = 16,
+        prefill_chunk: int | None = None,
     ) -> None:
         self.loaded = loaded
         self.model_id = loaded.spec
         self.prompt_cache = PromptCacheStore(loaded.model, max_cached_prompts, max_cache_bytes)
-        self._lock = threading.Lock()
+        self.server = Server(
+            loaded.model,
+            loaded.tokenizer,
+            self.prompt_cache,
+            name=f"model {loaded.spec!r}",
+            max_running=max_running,
+            max_waiting=max_waiting,
+            prefill_chunk=prefill_chunk,
+        )
 
     @property
     def tokenizer(self) -> Any:
         return self.loaded.tokenizer
+
+    @property
+    def turns(self) -> TurnQueue:
+        """The admission queue: ``with backend.turns.turn(owner, waiting=cb, cancel=ev):`` holds
+        one slot for a whole turn (its generations and choices), reports the waiting position
+        and raises :class:`~lollms_runtime.backends.base.BackendBusy` when full."""
+        return self.server.queue
 
     def prompt_tokens(self, request: GenerationRequest) -> list[int]:
         """The token ids of the prompt ``request`` turns into."""
         return encode(prompt_text(request, self.tokenizer), self.tokenizer)
 
     def stream(
-        self, request: GenerationRequest, cancel: threading.Event | None = None
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event | None = None,
+        waiting: WaitingCallback | None = None,
     ) -> Iterator[TextChunk]:
-        """Yield the answer as it is generated; the last chunk has finish_reason and stats."""
-        with self._lock:
-            yield from self._stream(request, cancel)
+        """Yield the answer as it is generated; the last chunk has finish_reason and stats.
 
-    def _stream(
-        self, request: GenerationRequest, cancel: threading.Event | None
-    ) -> Iterator[TextChunk]:
-        import mlx.core as mx
-        from mlx_lm import stream_generate
-
-        sampling = request.sampling
-        tokens = self.prompt_tokens(request)
-        stops = StopFilter(sampling.stop)
-        if cancel is not None and cancel.is_set():
-            yield TextChunk("", finish_reason="cancelled", prompt_tokens=len(tokens))
-            return
-        cache, cached = self.prompt_cache.fetch(tokens)
-        if sampling.seed is not None:
-            mx.random.seed(sampling.seed)
-        seen = list(tokens)  # every token fed to the model, to key the cache afterwards
-        finish: FinishReason = "length"
-        generated = 0
-        prompt_tps = generation_tps = 0.0
-        start = time.perf_counter()
-        try:
-            responses = stream_generate(
-                self.loaded.model,
-                self.tokenizer,
-                mx.array(tokens[cached:]),
-                max_tokens=max(1, sampling.max_tokens),
-                sampler=make_sampler(sampling),
-                logits_processors=make_logits_processors(sampling, tokens[:cached]),
-                prompt_cache=cache,
-            )
-            for response in responses:
-                seen.append(int(response.token))
-                generated, prompt_tps = response.generation_tokens, response.prompt_tps
-                generation_tps = response.generation_tps
-                if response.finish_reason is not None:
-                    # The closing EOS is counted by mlx-lm but is not part of the answer.
-                    finish = "stop" if response.finish_reason == "stop" else "length"
-                    text = stops.feed(response.text)
-                    if stops.stopped:
-                        finish = "stop"
-                    elif response.finish_reason == "stop":
-                        generated -= 1
-                    if text or response.finish_reason == "length":
-                        yield TextChunk(text, token=int(response.token))
-                    break
-                # One chunk per token, even when the detokenizer holds its text back for now:
-                # consumers see the first token as soon as it exists.
-                yield TextChunk(stops.feed(response.text), token=int(response.token))
-                if stops.stopped:
-                    finish = "stop"
-                    break
-                if cancel is not None and cancel.is_set():
-                    finish = "cancelled"
-                    break
-            tail = stops.flush()
-            if tail:
-                yield TextChunk(tail)
-        finally:
-            self.prompt_cache.store(seen, cache)
-        if generated and not generation_tps:
-            generation_tps = generated / max(time.perf_counter() - start, 1e-9)
-        yield TextChunk(
-            "",
-            finish_reason=finish,
-            prompt_tokens=len(tokens),
-            cached_tokens=cached,
-            generation_tokens=generated,
-            prompt_tps=prompt_tps,
-            generation_tps=generation_tps,
-        )
+        ``waiting(position)`` is called while the call waits for a slot (outside a
+        :attr:`turns` block). Raises BackendBusy when the queue is full and PromptTooLong when
+        the prompt does not fit the context under the request's ``context_policy``.
+        """
+        return self.server.stream(request, cancel, waiting)
 
     def generate(self, request: GenerationRequest, cancel: threading.Event | None = None) -> str:
         """The whole answer as one string (a join over :meth:`stream`)."""
@@ -124,20 +81,9 @@ class MLXTextBackend:
 
     def choose(self, request: GenerationRequest, choices: Sequence[str]) -> ChoiceResult:
         """Pick the choice the model scores highest as the continuation of ``request``'s prompt."""
-        from .choose import score_choices
-
         if not choices:
             raise ValueError("choose() needs at least one choice")
-        with self._lock:
-            tokens = self.prompt_tokens(request)
-            cache, cached = self.prompt_cache.fetch(tokens)
-            try:
-                scores = score_choices(
-                    self.loaded.model, self.tokenizer, tokens, cached, cache, choices
-                )
-            finally:
-                self.prompt_cache.store(tokens, cache)
-        return _result(choices, scores)
+        return _result(choices, self.server.choose(request, choices))
 
     def cache_length(self, cache: list[Any]) -> int:
         return cache_length(cache)
@@ -156,18 +102,13 @@ def _result(choices: Sequence[str], scores: Sequence[float]) -> ChoiceResult:
     return ChoiceResult(choice=choices[index], index=index, probabilities=probabilities)
 
 
-_backends: dict[tuple[str, str], MLXTextBackend] = {}
-_backends_lock = threading.Lock()
-
-
 def shared_backend(
     model: str = DEFAULT_MODEL, dtype: str = "auto", **options: Any
 ) -> MLXTextBackend:
-    """The one backend for ``model`` in this process (created on first use)."""
-    key = (model, dtype)
-    with _backends_lock:
-        backend = _backends.get(key)
-        if backend is None:
-            backend = MLXTextBackend(load_model(model, dtype), **options)
-            _backends[key] = backend
-        return backend
+    """The one backend for ``model`` in this process (created on first use; the runtime's cache
+    and this one are the same: :mod:`lollms_runtime.backends.shared`)."""
+    from ..backends.shared import shared
+
+    extra = {"dtype": dtype} if dtype != "auto" else {}
+    key = ("text", "mlx", model, tuple(sorted({**extra, **options}.items())))
+    return shared(key, lambda: MLXTextBackend(load_model(model, dtype), **options))

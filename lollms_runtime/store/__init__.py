@@ -9,27 +9,41 @@ Typical turn::
     answer = store.begin_answer(d.id, model="smollm2", sampling={"temperature": 0.8})
     for chunk in chunks:
         store.append_answer(answer, chunk.text)
-    store.finish_answer(answer, "complete", stats={"generation_tokens": 42})
+    store.finish_answer(answer, Status.OK, stats={"generation_tokens": 42})
+
+``Store`` is one implementation of :class:`DiscussionStore` (``protocol.py``), the interface the
+conversation service is typed against; a second store implements that protocol.
 """
 
 from __future__ import annotations
 
-from .errors import ImportFormatError, NotFoundError, StoreError, UnsafePathError
-from .models import Artifact, Discussion, Message, MessageRole, MessageStatus, Step, StepStatus
+from ..events import Status
+from .errors import (
+    AnswerInProgress,
+    ImportFormatError,
+    NotFoundError,
+    StoreError,
+    StoreFull,
+    UnsafePathError,
+)
+from .models import Artifact, Discussion, Message, MessageRole, Step
+from .protocol import DiscussionStore
 from .store import LEAF, Store
 
 __all__ = [
     "LEAF",
+    "AnswerInProgress",
     "Artifact",
     "Discussion",
+    "DiscussionStore",
     "ImportFormatError",
     "Message",
     "MessageRole",
-    "MessageStatus",
     "NotFoundError",
+    "Status",
     "Step",
-    "StepStatus",
     "Store",
     "StoreError",
+    "StoreFull",
     "UnsafePathError",
 ]

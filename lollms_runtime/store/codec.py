@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import PurePath
 from typing import Any, cast
 
-from .models import Artifact, Discussion, Message, MessageRole, MessageStatus, Step, StepStatus
+from .models import Artifact, Discussion, Message, MessageRole, Step, status_of
 
 # Lower-case letters and digits without look-alikes: ids are safe as folder names and in URLs.
 _ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
@@ -64,7 +64,7 @@ def message_from(row: sqlite3.Row, pending: str = "") -> Message:
         parent_id=row["parent_id"],
         role=cast(MessageRole, row["role"]),
         content=row["content"] + pending,
-        status=cast(MessageStatus, row["status"]),
+        status=status_of(row["status"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         model=row["model"],
@@ -84,11 +84,12 @@ def step_from(row: sqlite3.Row) -> Step:
         kind=row["kind"],
         title=row["title"],
         output=loads(row["output"]),
-        status=cast(StepStatus, row["status"]),
+        status=status_of(row["status"]),
         duration_s=row["duration_s"],
         prompt_tokens=row["prompt_tokens"],
         generation_tokens=row["generation_tokens"],
         error=row["error"],
+        detail=row["detail"],
     )
 
 

@@ -17,3 +17,11 @@ class UnsafePathError(StoreError, ValueError):
 
 class ImportFormatError(StoreError, ValueError):
     """A JSON export that cannot be imported; the message names the offending field."""
+
+
+class AnswerInProgress(StoreError):
+    """A message sent after an answer that another window or process is still writing."""
+
+
+class StoreFull(StoreError):
+    """The store's file could not grow (disk full, file-size limit, failing disk)."""

@@ -6,11 +6,14 @@ Pure functions over the store's records: the ``Store`` reads and writes, this mo
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..events import Status
+from ..jsonsafe import UnsafeJSON, loads
 from .errors import ImportFormatError
 from .models import (
     MESSAGE_STATUSES,
@@ -20,6 +23,7 @@ from .models import (
     Discussion,
     Message,
     Step,
+    status_of,
 )
 
 FORMAT = "lollms-runtime/discussion"
@@ -45,9 +49,7 @@ def render_markdown(
     for message in thread:
         heading = _ROLE_TITLES.get(message.role, message.role.title())
         notes = [
-            n
-            for n in (message.model, None if message.status == "complete" else message.status)
-            if n
+            n for n in (message.model, None if message.status == Status.OK else message.status) if n
         ]
         lines.append(f"## {heading}" + (f" ({', '.join(notes)})" if notes else ""))
         lines.append("")
@@ -71,7 +73,8 @@ def render_markdown(
             for step in answer_steps:
                 name = step.title or step.step_id
                 label = f"`{step.kind}` {name}" if name else f"`{step.kind}`"
-                extra = f", {step.duration_s:.2f} s" if step.duration_s is not None else ""
+                extra = f" ({step.detail})" if step.detail else ""
+                extra += f", {step.duration_s:.2f} s" if step.duration_s is not None else ""
                 lines.append(f"- {label}: {step.status}{extra}")
             lines.append("")
             lines.append("</details>")
@@ -122,6 +125,7 @@ def build_json(
                         "step_id": s.step_id,
                         "kind": s.kind,
                         "title": s.title,
+                        "detail": s.detail,
                         "output": s.output,
                         "status": s.status,
                         "duration_s": s.duration_s,
@@ -156,6 +160,21 @@ class ParsedExport:
     messages: list[Message]
     steps: dict[str, list[Step]] = field(default_factory=dict)
     artifacts: dict[str, list[Artifact]] = field(default_factory=dict)
+
+
+MAX_EXPORT_BYTES = 256 << 20
+MAX_EXPORT_DEPTH = 64
+# Timestamps, positions and token counts beyond these are not data a store wrote.
+_MAX_NUMBER = 1e15
+_MAX_INT = 2**53
+
+
+def read_export(raw: str | bytes) -> Any:
+    """An export file's text as JSON, read with bounded work (size, nesting, finite numbers)."""
+    try:
+        return loads(raw, max_bytes=MAX_EXPORT_BYTES, max_depth=MAX_EXPORT_DEPTH)
+    except UnsafeJSON as exc:
+        raise ImportFormatError(f"this file cannot be imported: {exc}") from None
 
 
 def parse_json(data: Mapping[str, Any]) -> ParsedExport:
@@ -221,11 +240,7 @@ def _message(raw: Mapping[str, Any], where: str, discussion_id: str) -> Message:
     role = _str(raw, "role", where)
     if role not in ROLES:
         raise ImportFormatError(f"{where}.role: {role!r} is not one of {sorted(ROLES)}")
-    status = _str(raw, "status", where, default="complete")
-    if status not in MESSAGE_STATUSES:
-        raise ImportFormatError(
-            f"{where}.status: {status!r} is not one of {sorted(MESSAGE_STATUSES)}"
-        )
+    status = _status(raw, where, MESSAGE_STATUSES)
     sampling = raw.get("sampling")
     if sampling is not None and not isinstance(sampling, Mapping):
         raise ImportFormatError(f"{where}.sampling: expected an object or null")
@@ -236,7 +251,7 @@ def _message(raw: Mapping[str, Any], where: str, discussion_id: str) -> Message:
         role=role,  # type: ignore[arg-type]  # checked against ROLES above
         content=_str(raw, "content", where, default=""),
         # Nobody is writing an imported answer any more.
-        status="interrupted" if status == "generating" else status,  # type: ignore[arg-type]
+        status=Status.INTERRUPTED if status == Status.RUNNING else status,
         created_at=_num(raw, "created_at", where),
         updated_at=_num(raw, "updated_at", where),
         model=_opt_str(raw, "model", where),
@@ -249,23 +264,42 @@ def _message(raw: Mapping[str, Any], where: str, discussion_id: str) -> Message:
 def _step(raw: Any, where: str, message_id: str) -> Step:
     if not isinstance(raw, Mapping):
         raise ImportFormatError(f"{where}: expected an object")
-    status = _str(raw, "status", where, default="complete")
-    if status not in STEP_STATUSES:
-        raise ImportFormatError(f"{where}.status: {status!r} is not one of {sorted(STEP_STATUSES)}")
+    status = _status(raw, where, STEP_STATUSES)
+    title = _str(raw, "title", where, default="")
+    if "detail" in raw:
+        detail = _str(raw, "detail", where)
+    else:  # written before steps had a detail of their own: it was packed into the title
+        title, _sep, detail = title.partition(" — ")
     return Step(
         n=0,
         message_id=message_id,
-        position=int(_num(raw, "position", where)),
+        position=_opt_int({"position": _get(raw, "position", where, _MISSING)}, "position", where)
+        or 0,
         step_id=_opt_str(raw, "step_id", where),
         kind=_str(raw, "kind", where),
-        title=_str(raw, "title", where, default=""),
+        title=title,
+        detail=detail,
         output=raw.get("output"),
-        status="interrupted" if status == "running" else status,  # type: ignore[arg-type]
+        status=Status.INTERRUPTED if status == Status.RUNNING else status,
         duration_s=_opt_num(raw, "duration_s", where),
         prompt_tokens=_opt_int(raw, "prompt_tokens", where),
         generation_tokens=_opt_int(raw, "generation_tokens", where),
         error=_opt_str(raw, "error", where),
     )
+
+
+def _status(raw: Mapping[str, Any], where: str, allowed: frozenset[Status]) -> Status:
+    word = _str(raw, "status", where, default=Status.OK.value)
+    try:
+        status = status_of(word)
+    except ValueError:
+        status = None
+    if status not in allowed:
+        raise ImportFormatError(
+            f"{where}.status: {word!r} is not one of {sorted(s.value for s in allowed)}"
+        )
+    assert status is not None
+    return status
 
 
 def _artifact(raw: Any, where: str, message_id: str) -> Artifact:
@@ -329,6 +363,13 @@ def _num(raw: Mapping[str, Any], key: str, where: str, default: Any = _MISSING) 
     value = _get(raw, key, where, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ImportFormatError(f"{where}.{key}: expected a number, found {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ImportFormatError(f"{where}.{key}: {value} is not a finite number")
+    if abs(value) > _MAX_NUMBER:
+        shown = (
+            f"{value:.3g}" if isinstance(value, float) else f"a {len(str(abs(value)))}-digit number"
+        )
+        raise ImportFormatError(f"{where}.{key}: {shown} is out of range")
     return float(value)
 
 
@@ -337,7 +378,12 @@ def _opt_num(raw: Mapping[str, Any], key: str, where: str) -> float | None:
 
 
 def _opt_int(raw: Mapping[str, Any], key: str, where: str) -> int | None:
-    return None if raw.get(key) is None else int(_num(raw, key, where))
+    if raw.get(key) is None:
+        return None
+    value = _num(raw, key, where)
+    if not value.is_integer() or not 0 <= value <= _MAX_INT:
+        raise ImportFormatError(f"{where}.{key}: expected a whole number of at least 0")
+    return int(value)
 
 
 def _obj(

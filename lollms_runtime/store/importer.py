@@ -44,7 +44,7 @@ def insert(
                 ids[m.parent_id] if m.parent_id else None,
                 m.role,
                 m.content,
-                m.status,
+                m.status.value,
                 m.created_at,
                 m.updated_at,
                 m.model,
@@ -56,8 +56,8 @@ def insert(
         for s in parsed.steps.get(m.id, []):
             c.execute(
                 "INSERT INTO steps (message_id, position, step_id, kind, title, output, status,"
-                " duration_s, prompt_tokens, generation_tokens, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " duration_s, prompt_tokens, generation_tokens, error, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     ids[m.id],
                     s.position,
@@ -65,11 +65,12 @@ def insert(
                     s.kind,
                     s.title,
                     None if s.output is None else codec.dumps(s.output),
-                    s.status,
+                    s.status.value,
                     s.duration_s,
                     s.prompt_tokens,
                     s.generation_tokens,
                     s.error,
+                    s.detail,
                 ),
             )
         for a in parsed.artifacts.get(m.id, []):

@@ -4,7 +4,7 @@ Each open ``Store`` holds an exclusive ``flock`` on its own lock file for as lon
 kernel drops that lock when the process dies, however it dies (``kill -9`` included), so a lock
 that can be taken belongs to a dead writer. Where ``fcntl`` is missing (Windows), every other
 writer counts as dead: the runtime targets macOS and Linux, and a wrongly interrupted answer is
-recoverable while a message stuck in ``generating`` forever is not.
+recoverable while a message stuck in ``running`` forever is not.
 """
 
 from __future__ import annotations

@@ -5,19 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..events import Status
+
 MessageRole = Literal["system", "user", "assistant"]
-MessageStatus = Literal["complete", "generating", "interrupted", "error", "cancelled"]
-StepStatus = Literal["running", "complete", "skipped", "error", "cancelled", "interrupted"]
 
 ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
-MESSAGE_STATUSES: frozenset[str] = frozenset(
-    {"complete", "generating", "interrupted", "error", "cancelled"}
-)
+# An answer is never skipped and never falls back: those are for steps only.
+MESSAGE_STATUSES: frozenset[Status] = frozenset(Status) - {Status.SKIPPED, Status.FALLBACK}
 # The statuses an answer may end with (``finish_answer``).
-FINAL_STATUSES: frozenset[str] = MESSAGE_STATUSES - {"generating"}
-STEP_STATUSES: frozenset[str] = frozenset(
-    {"running", "complete", "skipped", "error", "cancelled", "interrupted"}
-)
+FINAL_STATUSES: frozenset[Status] = MESSAGE_STATUSES - {Status.RUNNING}
+STEP_STATUSES: frozenset[Status] = frozenset(Status)
+# Words written by older versions (store schema v1-v2, JSON exports): read as today's.
+LEGACY_STATUSES: dict[str, Status] = {
+    "complete": Status.OK,
+    "error": Status.FAILED,
+    "generating": Status.RUNNING,
+}
+
+
+def status_of(word: str) -> Status:
+    """A status word as stored or exported (old words included); ``ValueError`` if unknown."""
+    return LEGACY_STATUSES.get(word) or Status(word)
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class Message:
     parent_id: str | None
     role: MessageRole
     content: str
-    status: MessageStatus
+    status: Status
     created_at: float
     updated_at: float
     model: str | None = None
@@ -62,11 +70,12 @@ class Step:
     kind: str
     title: str
     output: Any
-    status: StepStatus
+    status: Status
     duration_s: float | None = None
     prompt_tokens: int | None = None
     generation_tokens: int | None = None
     error: str | None = None
+    detail: str = ""  # e.g. the branch a condition took, the iterations of a loop
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ class Migration:
     statements: tuple[str, ...]
     # Data work that SQL alone cannot express conveniently; runs after the statements.
     backfill: Callable[[sqlite3.Connection], None] | None = None
+    # A step that rebuilds a table others point at runs with foreign keys off (SQLite's
+    # documented 12-step procedure): dropping the old table must not cascade into its children.
+    rebuilds: bool = False
 
 
 V1 = Migration(
@@ -126,7 +129,62 @@ V2 = Migration(
     backfill=_backfill_search,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2)
+# v3: one status vocabulary (``lollms_runtime.events.Status``) stored as is. Old words map as
+# complete -> ok, error -> failed, generating -> running; a step that had fallen back was saved as
+# complete, so it reads ok (the difference was lost when it was written).
+_STATUS_MAP = (
+    "CASE status WHEN 'complete' THEN 'ok' WHEN 'error' THEN 'failed'"
+    " WHEN 'generating' THEN 'running' ELSE status END"
+)
+_DETAIL = " — "  # how v1-v2 packed a step's detail into its title
+
+
+def _backfill_step_detail(conn: sqlite3.Connection) -> None:
+    rows = conn.execute("SELECT n, title FROM steps WHERE instr(title, ?) > 0", (_DETAIL,))
+    for n, saved in rows.fetchall():
+        title, _sep, detail = saved.partition(_DETAIL)
+        conn.execute("UPDATE steps SET title = ?, detail = ? WHERE n = ?", (title, detail, n))
+
+
+V3 = Migration(
+    3,
+    "one status vocabulary for answers and steps; a step's detail in its own column",
+    (
+        """CREATE TABLE messages_v3 (
+            n INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            discussion_id TEXT NOT NULL REFERENCES discussions(id) ON DELETE CASCADE,
+            parent_id TEXT REFERENCES messages(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN
+                ('ok', 'running', 'interrupted', 'failed', 'cancelled')),
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            model TEXT,
+            sampling TEXT,
+            error TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            writer TEXT
+        )""",
+        # The full-text index points at ``n``, which is copied unchanged: it stays valid.
+        f"""INSERT INTO messages_v3 SELECT n, id, discussion_id, parent_id, role, content,
+            {_STATUS_MAP}, created_at, updated_at, model, sampling, error, metadata, writer
+            FROM messages""",
+        "DROP TABLE messages",
+        "ALTER TABLE messages_v3 RENAME TO messages",
+        "CREATE INDEX messages_by_discussion ON messages(discussion_id, n)",
+        "CREATE INDEX messages_by_parent ON messages(parent_id, n)",
+        "CREATE INDEX messages_running ON messages(status) WHERE status = 'running'",
+        *V2.statements[1:],  # the triggers that keep the full-text index in sync went with it
+        f"UPDATE steps SET status = {_STATUS_MAP}",
+        "ALTER TABLE steps ADD COLUMN detail TEXT NOT NULL DEFAULT ''",
+    ),
+    backfill=_backfill_step_detail,
+    rebuilds=True,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3)
 LATEST = MIGRATIONS[-1].version
 
 
@@ -146,19 +204,34 @@ def migrate(conn: sqlite3.Connection, path: str = "") -> int:
     for step in MIGRATIONS:
         if step.version <= found:
             continue
-        conn.execute("BEGIN IMMEDIATE")
+        if step.rebuilds:  # a no-op inside a transaction, so set before BEGIN
+            conn.execute("PRAGMA foreign_keys = OFF")
         try:
-            # Another process may have migrated while we waited for the write lock.
-            if schema_version(conn) >= step.version:
-                conn.execute("COMMIT")
-                continue
-            for statement in step.statements:
-                conn.execute(statement)
-            if step.backfill is not None:
-                step.backfill(conn)
-            conn.execute(f"PRAGMA user_version = {step.version:d}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            _run(conn, step, path)
+        finally:
+            if step.rebuilds:
+                conn.execute("PRAGMA foreign_keys = ON")
     return found
+
+
+def _run(conn: sqlite3.Connection, step: Migration, path: str) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated while we waited for the write lock.
+        if schema_version(conn) >= step.version:
+            conn.execute("COMMIT")
+            return
+        for statement in step.statements:
+            conn.execute(statement)
+        if step.backfill is not None:
+            step.backfill(conn)
+        if step.rebuilds and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+            raise StoreError(
+                f"{path or 'the database'}: migration to v{step.version} found broken links "
+                "between messages: restore a backup, or point LOLLMS_HOME elsewhere."
+            )
+        conn.execute(f"PRAGMA user_version = {step.version:d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,622 @@
+"""The FastAPI application of the OpenAI-compatible API.
+
+A turn runs on a worker thread (the engine's events are a plain iterator) and its events cross to
+the event loop through a queue; a client that goes away sets the turn's cancel event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from ..conversation import ConversationService, Turn
+from ..errors import LollmsError
+from ..events import Done, Event, ImageProduced, Reply, StepFinished, StepStarted, Token, TurnError
+from ..personality import Personality
+from ..store import StoreError
+from .errors import APIError, bad
+from .requests import ChatRequest, check_sampling, check_settings, parse_chat_request, parse_json
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4 << 20
+MAX_RUNNING_TURNS = 16
+KEYS_ENV = "LOLLMS_API_KEYS"
+_END = object()
+
+
+@dataclasses.dataclass
+class APIConfig:
+    """How the API is exposed: its keys (none: loopback clients only) and its limits."""
+
+    keys: Sequence[str] = ()
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_running_turns: int = MAX_RUNNING_TURNS
+
+
+def refusal_to_expose(host: str, keys: Sequence[str]) -> str:
+    """Why the API must not start on ``host`` (empty when it may)."""
+    if keys or _loopback(host):
+        return ""
+    return (
+        f"the API would answer anyone who reaches {host} without a key: give --api-key KEY "
+        f"(or set {KEYS_ENV}), or serve on 127.0.0.1"
+    )
+
+
+def _loopback(host: str | None) -> bool:
+    if host in ("localhost", "testclient"):
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+class _Turns:
+    """Bounds how many API turns run at once; past it the client is told to come back."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self.lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.running >= self.limit:
+                raise APIError(
+                    503,
+                    f"busy: {self.running} turns are running; try again in a few seconds",
+                    code="busy",
+                    retry_after=2,
+                )
+            self.running += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.running -= 1
+
+
+def create_api(
+    service: ConversationService, artifacts_root: Path, config: APIConfig | None = None
+) -> FastAPI:
+    """The API as a FastAPI app over the conversation service (``lollms serve`` mounts the web
+    app on the same one). Painted files are served from ``artifacts_root`` (the store's)."""
+    config = config or APIConfig()
+    runtime = service.runtime
+    app = FastAPI(
+        title="lollms-runtime",
+        summary="Every personality as an OpenAI-compatible model.",
+        version="1",
+        docs_url="/v1/docs",
+        openapi_url="/v1/openapi.json",
+        redoc_url=None,
+    )
+    turns = _Turns(config.max_running_turns)
+    keys = [k.encode() for k in config.keys if k]
+
+    def authorize(request: Request) -> None:
+        if not keys:
+            host = request.client.host if request.client else None
+            if not _loopback(host):
+                raise APIError(
+                    403, "this API answers only on loopback when no API key is configured"
+                )
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        given = token.strip().encode() if scheme.lower() == "bearer" else b""
+        # Compare with every key, always, so the time taken says nothing about which matched.
+        matched = False
+        for key in keys:
+            matched |= hmac.compare_digest(given, key)
+        if not matched:
+            what = "a wrong API key" if given else "no API key"
+            raise APIError(401, f"{what}: send 'Authorization: Bearer KEY'", code="invalid_api_key")
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        error = bad(f"invalid request: {exc.errors()[:1]}")
+        return JSONResponse(error.body(), status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        error = APIError(exc.status_code, str(exc.detail), code="not_found")
+        return JSONResponse(error.body(), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("API request failed")
+        error = APIError(500, "internal error: the server log has the details", code="internal")
+        return JSONResponse(error.body(), status_code=500)
+
+    def personality(model: str) -> Personality:
+        if model not in runtime.catalog.ids():
+            raise APIError(
+                404,
+                f"no personality '{model}': GET /v1/models lists them",
+                "model",
+                "model_not_found",
+            )
+        try:
+            return runtime.catalog.get(model)
+        except LollmsError as exc:
+            raise APIError(404, f"personality '{model}' cannot be used: {exc}", "model") from None
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        authorize(request)
+        data = []
+        for entry in runtime.catalog.entries:
+            try:
+                data.append(_model(runtime.catalog.get(entry.id)))
+            except LollmsError:
+                continue  # a broken personality is listed by `lollms list`, not offered here
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/v1/models/{model_id}")
+    async def get_model(model_id: str, request: Request) -> Response:
+        authorize(request)
+        return JSONResponse(_model(personality(model_id)))
+
+    @app.get("/v1/files/{name:path}")
+    async def get_file(name: str, request: Request) -> Response:
+        authorize(request)
+        root = artifacts_root.resolve()
+        target = (root / name).resolve()
+        if ".." in Path(name).parts or not target.is_relative_to(root) or not target.is_file():
+            raise APIError(404, "no such file", code="not_found")
+        return FileResponse(target)
+
+    @app.post(
+        "/v1/chat/completions",
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": _REQUEST}}}},
+    )
+    async def chat_completions(request: Request) -> Response:
+        authorize(request)
+        raw = await _read_bounded(request, config.max_body_bytes)
+        chat = parse_chat_request(parse_json(raw))
+        target = personality(chat.model)
+        check_sampling(chat.sampling)
+        if "logit_bias" in chat.sampling:
+            chat.sampling["logit_bias"] = {
+                int(k): v for k, v in chat.sampling["logit_bias"].items()
+            }
+        settings = check_settings(target, chat.settings)
+        if chat.system:
+            conditioning = f"{target.conditioning.rstrip()}\n\n{chat.system}".strip()
+            target = dataclasses.replace(target, conditioning=conditioning)
+        discussion = _discussion(service, chat, target)
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        completion = _Completion(chat, cid, _file_url(request, artifacts_root))
+        cancel = threading.Event()
+        # Indexing attached files is real work: off the event loop, and refused with a 400
+        # (before the turn starts) when a file cannot be read.
+        await asyncio.to_thread(_check_model_queue, runtime, target)
+        turns.enter()  # busy: refused before anything is saved
+        try:
+            turn = await asyncio.to_thread(
+                _prepare, service, chat, target, discussion, settings, cancel,
+                artifacts_root / "api" / cid,
+            )  # fmt: skip
+        except BaseException:
+            turns.leave()
+            raise
+        completion.discussion_id = turn.discussion_id
+
+        def start() -> Turn:
+            return turn
+
+        events = _pump(start, cancel, turns.leave)
+        if chat.stream:
+            return StreamingResponse(
+                completion.stream(events, cancel),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return JSONResponse(await completion.whole(events, request, cancel))
+
+    return app
+
+
+def _discussion(service: ConversationService, chat: ChatRequest, target: Personality) -> str | None:
+    """``None``: not saved; ``""``: a new discussion; else the saved discussion to continue."""
+    if chat.discussion is None:
+        return None
+    if not service.keeps_discussions:
+        raise bad("this server keeps no discussions", "discussion", "unsupported_value")
+    if chat.discussion == "new":
+        return ""
+    try:
+        saved = service.get(chat.discussion)
+    except (LollmsError, StoreError):
+        raise APIError(
+            404, f"no discussion '{chat.discussion}'", "discussion", "not_found"
+        ) from None
+    if saved.personality_id != target.id:
+        raise bad(
+            f"discussion '{chat.discussion}' is with '{saved.personality_id}', not '{target.id}'",
+            "discussion",
+        )
+    return saved.id
+
+
+def _check_model_queue(runtime: Any, target: Personality) -> None:
+    """503 at once when the model's own queue (batched MLX backends) is already full; the turn
+    would be refused at its first generation, after the stream had started."""
+    try:
+        queue = getattr(runtime.engine.text_backend(target), "turns", None)
+    except LollmsError:
+        return  # the turn reports why the model cannot be used
+    if (
+        queue is not None
+        and queue.running >= queue.max_running
+        and queue.waiting >= queue.max_waiting
+    ):
+        raise APIError(
+            503,
+            f"busy: {queue.running} turns are running and {queue.waiting} waiting on the model; "
+            "try again in a moment",
+            code="busy",
+            retry_after=max(1, math.ceil(queue.retry_after())),
+        )
+
+
+def _prepare(
+    service: ConversationService,
+    chat: ChatRequest,
+    target: Personality,
+    discussion: str | None,
+    settings: dict[str, Any],
+    cancel: threading.Event,
+    folder: Path,
+) -> Turn:
+    """The turn, not yet running: in a saved discussion (a new one holding the sent history when
+    ``discussion`` is empty) with its files attached, or unsaved with its files for this turn."""
+    try:
+        if discussion is None:
+            return service.run_turn(
+                target, chat.message, history=chat.history, settings=settings,
+                sampling=chat.sampling, cancel=cancel, artifacts_dir=folder,
+                attachments=chat.files,
+            )  # fmt: skip
+        did = discussion or service.new_with_history(target.id, chat.history).id
+        try:
+            for name, data in chat.files:
+                service.attach(did, name, data)
+        except LollmsError:
+            if not discussion:
+                service.delete(did)  # a new discussion that could not get its files: none
+            raise
+        return service.send(
+            target, chat.message, discussion_id=did, settings=settings,
+            sampling=chat.sampling, cancel=cancel,
+        )  # fmt: skip
+    except LollmsError as exc:
+        raise bad(str(exc), "messages", "invalid_file" if chat.files else "invalid_value") from None
+
+
+def _file_url(request: Request, root: Path) -> Callable[[Path], str]:
+    base = str(request.base_url).rstrip("/")
+
+    def url(path: Path) -> str:
+        return f"{base}/v1/files/{path.resolve().relative_to(root.resolve()).as_posix()}"
+
+    return url
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body is over {limit} bytes", code="too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise APIError(413, f"the request body is over {limit} bytes", code="too_large")
+    return bytes(body)
+
+
+def _model(p: Personality) -> dict[str, Any]:
+    created = int(p.source.stat().st_mtime) if p.source.exists() else 0
+    return {
+        "id": p.id,
+        "object": "model",
+        "created": created,
+        "owned_by": p.author or "lollms-runtime",
+        "name": p.name,
+        "description": p.description.strip(),
+        "version": p.version,
+        "category": p.category,
+        "settings": {name: s.default for name, s in p.settings.items()},
+    }
+
+
+async def _pump(
+    start: Callable[[], Any], cancel: threading.Event, done: Callable[[], None]
+) -> AsyncIterator[Event | BaseException]:
+    """The turn's events, produced on a worker thread; leaving early cancels the turn."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def work() -> None:
+        try:
+            for event in start():
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+        except BaseException as exc:  # handed to the loop: the response says what happened
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            done()
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+    threading.Thread(target=work, name="lollms-api-turn", daemon=True).start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            yield item
+    finally:
+        cancel.set()  # a no-op after a finished turn; stops one whose client left
+
+
+class _Completion:
+    """Turns a turn's events into a chat completion, whole or as server-sent chunks."""
+
+    def __init__(self, chat: ChatRequest, cid: str, file_url: Callable[[Path], str]) -> None:
+        self.chat = chat
+        self.id = cid
+        self.created = int(time.time())
+        self.file_url = file_url
+        self.text: list[str] = []
+        self.images: list[str] = []
+        self.trace: list[dict[str, Any]] = []
+        self.cached = 0
+        self.reply: Reply | None = None
+        self.done: Done | None = None
+        self.error: TurnError | None = None
+        self.discussion_id: str | None = None
+
+    # -- events -----------------------------------------------------------------------------
+    def see(self, event: Event) -> dict[str, Any] | None:
+        """Record one event; returns the trace entry to stream, if any."""
+        if isinstance(event, StepStarted):
+            return {"event": "step_started", "id": event.step_id, "kind": event.kind,
+                    "title": event.title, "path": event.path}  # fmt: skip
+        if isinstance(event, StepFinished):
+            self.cached += event.cached_tokens
+            entry = {
+                "event": "step_finished",
+                "id": event.step_id,
+                "kind": event.kind,
+                "title": event.title,
+                "path": event.path,
+                "status": event.status,
+                "duration": round(event.duration, 4),
+                "prompt_tokens": event.prompt_tokens,
+                "cached_tokens": event.cached_tokens,
+                "generation_tokens": event.generation_tokens,
+                "detail": event.detail,
+                "error": event.error,
+            }
+            self.trace.append(entry)
+            return entry
+        if isinstance(event, ImageProduced):
+            self.images.append(self.file_url(event.path))
+        elif isinstance(event, Reply):
+            self.reply = event
+        elif isinstance(event, TurnError):
+            self.error = event
+        elif isinstance(event, Done):
+            self.done = event
+        return None
+
+    def usage(self) -> dict[str, Any]:
+        prompt = self.done.prompt_tokens if self.done else 0
+        completion = self.done.generation_tokens if self.done else 0
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached},
+        }
+
+    def final_text(self) -> str:
+        text = self.reply.text if self.reply else "".join(self.text)
+        if self.images:
+            text += "".join(f"\n\n![image]({url})" for url in self.images)
+        return text
+
+    def finish_reason(self) -> str:
+        if self.done is not None and self.done.status == "cancelled":
+            return "stop"
+        limit = self.chat.sampling.get("max_tokens")
+        # The last step that generated tokens (a step kind is known by what it did, not its name).
+        last = next((t for t in reversed(self.trace) if t["generation_tokens"]), None)
+        if limit and last and last["generation_tokens"] >= limit:
+            return "length"
+        return "stop"
+
+    def failure(self) -> APIError:
+        assert self.error is not None
+        hint = f" ({self.error.hint})" if self.error.hint else ""
+        if self.error.retry_after is not None:  # the model's queue was full: come back later
+            return APIError(
+                503,
+                f"busy: {self.error.message}{hint}",
+                code="busy",
+                retry_after=max(1, math.ceil(self.error.retry_after)),
+            )
+        return APIError(500, f"the turn failed: {self.error.message}{hint}", code="turn_failed")
+
+    def extras(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.images:
+            extra["images"] = self.images
+        if self.chat.trace:
+            extra["trace"] = self.trace
+        if self.discussion_id:
+            extra["discussion_id"] = self.discussion_id
+        return extra
+
+    # -- whole ------------------------------------------------------------------------------
+    async def whole(
+        self, events: AsyncIterator[Any], request: Request, cancel: threading.Event
+    ) -> dict[str, Any]:
+        watcher = asyncio.create_task(_watch_disconnect(request, cancel))
+        try:
+            async for event in events:
+                if isinstance(event, BaseException):
+                    raise _as_api_error(event)
+                if isinstance(event, Token) and event.visible:
+                    self.text.append(event.text)
+                self.see(event)
+        finally:
+            watcher.cancel()
+        if self.error is not None:
+            raise self.failure()
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.chat.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.final_text()},
+                    "finish_reason": self.finish_reason(),
+                    "logprobs": None,
+                }
+            ],
+            "usage": self.usage(),
+            **self.extras(),
+        }
+
+    # -- streamed ---------------------------------------------------------------------------
+    def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.chat.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    def side(self, **extra: Any) -> str:
+        """A chunk with no choice, carrying only extra fields (usage, trace)."""
+        body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.chat.model, "choices": [], **extra}  # fmt: skip
+        return f"data: {json.dumps(body)}\n\n"
+
+    async def stream(
+        self, events: AsyncIterator[Any], cancel: threading.Event
+    ) -> AsyncIterator[str]:
+        yield self.chunk({"role": "assistant", "content": ""})
+        sent = ""
+        try:
+            async for event in events:
+                if isinstance(event, BaseException):
+                    failure = _as_api_error(event)
+                    yield f"data: {json.dumps(failure.body())}\n\n"
+                    yield "data: [DONE]\n\n"
+                    return
+                if isinstance(event, Token) and event.visible and event.text:
+                    self.text.append(event.text)
+                    sent += event.text
+                    yield self.chunk({"content": event.text})
+                    continue
+                entry = self.see(event)
+                if entry is not None and self.chat.trace:
+                    yield self.side(trace=entry)
+        finally:
+            cancel.set()
+        if self.error is not None:
+            yield f"data: {json.dumps(self.failure().body())}\n\n"
+            yield "data: [DONE]\n\n"
+            return
+        final = self.final_text()
+        rest: dict[str, Any] = {}
+        if final.startswith(sent):
+            if final[len(sent) :]:
+                yield self.chunk({"content": final[len(sent) :]})
+        elif final.strip() != sent.strip():
+            # Post-processing changed the draft: the whole answer, for clients that can replace.
+            rest["replace_content"] = final
+        yield self.chunk({}, self.finish_reason(), **rest, **self.extras())
+        if self.chat.include_usage:
+            yield self.side(usage=self.usage())
+        yield "data: [DONE]\n\n"
+
+
+async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:
+    while not cancel.is_set():
+        if await request.is_disconnected():
+            cancel.set()
+            return
+        await asyncio.sleep(0.25)
+
+
+def _as_api_error(exc: BaseException) -> APIError:
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, LollmsError):
+        return APIError(400, str(exc), code="turn_refused")
+    log.error("API turn failed", exc_info=exc)
+    return APIError(500, "internal error: the server log has the details", code="internal")
+
+
+_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "description": "A personality id (GET /v1/models)."},
+        "messages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "role": {"enum": ["system", "developer", "user", "assistant"]},
+                    "content": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+                },
+            },
+        },
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "max_tokens": {"type": "integer"},
+        "max_completion_tokens": {"type": "integer"},
+        "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "seed": {"type": "integer"},
+        "presence_penalty": {"type": "number"},
+        "frequency_penalty": {"type": "number"},
+        "logit_bias": {"type": "object"},
+        "top_k": {"type": "integer", "description": "Extra: sample among the k most likely."},
+        "min_p": {"type": "number", "description": "Extra: minimum probability ratio."},
+        "repetition_penalty": {"type": "number", "description": "Extra."},
+        "settings": {"type": "object", "description": "Extra: the personality's own settings."},
+        "trace": {"type": "boolean", "description": "Extra: return the pipeline's step trace."},
+    },
+}
