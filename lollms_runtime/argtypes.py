@@ -1,4 +1,5 @@
-"""Checked command-line values: argparse ``type=`` functions whose errors say what is allowed.
+"""Checked command-line values: argparse ``type=`` functions whose errors say what is allowed, and
+whether the address given to `serve` or `api` can be listened on.
 
 A bad value is a usage error (exit 2, one line from argparse). The sampling bounds come from the
 personality schema, so the command line accepts exactly what a personality file may set.
@@ -10,6 +11,8 @@ import argparse
 import math
 from collections.abc import Callable
 from typing import Any
+
+from .errors import LollmsError
 
 MAX_SEED = 2**32 - 1  # what the backends' random generators take
 
@@ -70,3 +73,28 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {text}")
     return value
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raises LollmsError when ``host:port`` cannot be listened on (in use, or not an address of
+    this machine); the web server would otherwise fail later with a traceback."""
+    import socket
+
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise LollmsError(
+            f"cannot serve on {host!r}: not an address of this machine ({exc}); "
+            "use --host 127.0.0.1 or one of this machine's addresses"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise LollmsError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): another program uses "
+                "it; stop that program or pass --port with another number"
+            ) from None

@@ -195,3 +195,18 @@ def test_a_closed_pipe_ends_quietly(lollms: Any, command: list[str], tmp_path: P
     done = closed_pipe(*command, home=home)
     assert done.returncode == 1
     assert done.stderr == ""
+
+
+def test_the_api_refuses_a_busy_port_too(lollms: Any) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = lollms("api", "--port", str(port))
+    assert one_error(done) == (
+        f"error: cannot listen on 127.0.0.1:{port} (Address already in use): another program "
+        "uses it; stop that program or pass --port with another number"
+    )
+    assert one_error(lollms("api", "--port", "70000"), 2).startswith(
+        "lollms api: error: argument --port: a port is a number from 1 to 65535"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..argtypes import check_port_free, port
 from ..errors import LollmsError
 
 
@@ -19,6 +20,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     refusal = refusal_to_expose(args.host, keys)
     if refusal:
         raise LollmsError(refusal)
+    check_port_free(args.host, args.port)  # before loading the model: a clear message
     runtime = runtime_from_args(args)
     store = Store()
     try:
@@ -51,6 +53,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "(/v1/models, /v1/chat/completions).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--port", type=port, default=8000, help="port (default: 8000)")
     add_api_key_option(p)
     p.set_defaults(handler=cmd_api)

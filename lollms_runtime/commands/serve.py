@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..argtypes import port, sampling_value
+from ..argtypes import check_port_free, port, sampling_value
 from ..errors import LollmsError
 from .api import add_api_key_option
 
@@ -65,31 +65,6 @@ def _warn_broken(catalog: Any) -> None:
             broken.append((entry.id, str(exc)))
     for name, error in broken:
         print(f"warning: personality {name} not served: {error}", file=sys.stderr)
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Raises LollmsError when ``host:port`` cannot be listened on (in use, or not an address of
-    this machine); the web server would otherwise fail later with a traceback."""
-    import socket
-
-    try:
-        family, kind, proto, _name, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM
-        )[0]
-    except (socket.gaierror, UnicodeError) as exc:
-        raise LollmsError(
-            f"cannot serve on {host!r}: not an address of this machine ({exc}); "
-            "use --host 127.0.0.1 or one of this machine's addresses"
-        ) from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise LollmsError(
-                f"cannot listen on {host}:{port} ({exc.strerror or exc}): another program uses "
-                "it; stop that program or pass --port with another number"
-            ) from None
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
