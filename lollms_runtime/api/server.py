@@ -26,7 +26,17 @@ from starlette.exceptions import HTTPException
 
 from ..conversation import ConversationService, Turn
 from ..errors import LollmsError
-from ..events import Done, Event, ImageProduced, Reply, StepFinished, StepStarted, Token, TurnError
+from ..events import (
+    ArtifactProduced,
+    Done,
+    Event,
+    ImageProduced,
+    Reply,
+    StepFinished,
+    StepStarted,
+    Token,
+    TurnError,
+)
 from ..personality import Personality
 from ..store import StoreError
 from .errors import APIError, bad
@@ -332,6 +342,7 @@ class _Completion:
         self.file_url = file_url
         self.text: list[str] = []
         self.images: list[str] = []
+        self.audio: list[str] = []  # whole audio files (ArtifactProduced kind "audio"), as links
         self.trace: list[dict[str, Any]] = []
         self.cached = 0
         self.reply: Reply | None = None
@@ -365,6 +376,8 @@ class _Completion:
             return entry
         if isinstance(event, ImageProduced):
             self.images.append(self.file_url(event.path))
+        elif isinstance(event, ArtifactProduced) and event.kind == "audio" and not event.part:
+            self.audio.append(self.file_url(event.path))
         elif isinstance(event, Reply):
             self.reply = event
         elif isinstance(event, TurnError):
@@ -387,6 +400,7 @@ class _Completion:
         text = self.reply.text if self.reply else "".join(self.text)
         if self.images:
             text += "".join(f"\n\n![image]({url})" for url in self.images)
+        text += "".join(f"\n\n[audio]({url})" for url in self.audio)
         return text
 
     def finish_reason(self) -> str:
@@ -408,6 +422,8 @@ class _Completion:
         extra: dict[str, Any] = {}
         if self.images:
             extra["images"] = self.images
+        if self.audio:
+            extra["audio"] = self.audio
         if self.chat.trace:
             extra["trace"] = self.trace
         if self.discussion_id:
