@@ -444,7 +444,7 @@ def _unknown_key(
             f"did you mean '{close[0]}'? " if close else ""
         ) + f"Known step kinds: {', '.join(kinds)}"
         if not close:
-            from .catalog import install_command, plugins_restricted_note  # its plugin, if known
+            from .providers import install_command, plugins_restricted_note  # its plugin, if known
 
             data = doc.data if isinstance(doc.data, dict) else {}
             install = install_command([key], data.get("dependencies"))

@@ -192,6 +192,40 @@ def test_a_kinds_load_time_check_reports_located_problems(tmp_path: Path) -> Non
     )
 
 
+class DescribingBadly:
+    @hookimpl
+    def describe_plugin(self, report: Any) -> None:
+        raise OSError("cannot read rooms.json")
+
+
+def test_lollms_plugins_shows_what_plugins_describe(
+    test_plugin: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lollms_runtime import cli, loader
+
+    pm = get_plugin_manager(load_entry_points=False)
+    pm.register(test_plugin, name="rooms")
+    pm.register(DescribingBadly(), name="broken_rooms")
+    monkeypatch.setattr(loader, "_default_host", PluginHost(pm))
+    assert cli.main(["plugins", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    lines = ["shout: up to 3 times", "chorus: verses sung together"]
+    assert data["sections"] == [{"plugin": "rooms", "title": "Shouting", "lines": lines}]
+    assert data["failures"] == [
+        {
+            "name": "broken_rooms",
+            "stage": "describe_plugin",
+            "error": "OSError('cannot read rooms.json')",
+        }
+    ]
+    assert cli.main(["plugins"]) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith(
+        "\nShouting (rooms):\n  shout: up to 3 times\n  chorus: verses sung together\n"
+    )
+    assert err == "FAILED broken_rooms (describe_plugin): OSError('cannot read rooms.json')\n"
+
+
 class HalfRegistering:
     @hookimpl
     def register_step_kinds(self, register: Any) -> None:

@@ -137,6 +137,22 @@ def register_step_kinds(register: Any) -> None:
     register(tool_kind())
 
 
+@hookimpl(optionalhook=True)  # the hook is newer than some lollms-runtime releases
+def describe_plugin(report: Any) -> None:
+    """``lollms plugins`` shows the configured servers (read from mcp.json, never contacted)."""
+    path = config_path()
+    try:
+        servers = load_servers(path)
+    except McpConfigError as exc:
+        report(f"MCP servers in {path}", [f"cannot be read: {str(exc).splitlines()[0]}"])
+        return
+    lines = [f"{s.name}  ({s.describe()})" for s in servers.values()]
+    report(
+        f"MCP servers in {path}",
+        lines or ["none configured: add one under mcpServers; `lollms mcp list` shows their tools"],
+    )
+
+
 @hookimpl
 def register_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(

@@ -387,6 +387,16 @@ def test_installed_the_command_lists_servers_and_tools(
     assert "error: cannot connect to MCP server 'gone'" in listed.stderr
     kinds = json.loads(lollms(site, "plugins", "--json").stdout)
     assert "tool" in kinds["step_kinds"] and kinds["failures"] == []
+    # `lollms plugins` shows the configured servers (describe_plugin: read, never contacted).
+    (section,) = [s for s in kinds["sections"] if s["plugin"] == "mcp"]
+    assert section["title"] == f"MCP servers in {home / 'mcp.json'}"
+    assert section["lines"] == [
+        f"calc  (stdio: {sys.executable} {SERVER} {server_folder})",
+        f"web  (http: {http_server})",
+        "gone  (http: http://127.0.0.1:9/mcp)",
+    ]
+    shown = lollms(site, "plugins").stdout
+    assert f"\nMCP servers in {home / 'mcp.json'} (mcp):\n  calc  (stdio: " in shown
 
 
 # -- the examples ----------------------------------------------------------------------------
