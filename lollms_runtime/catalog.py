@@ -38,8 +38,9 @@ class Entry:
     path: Path
     origin: str
     error: str = ""
-    # Step kinds the pipeline uses that no loaded plugin provides: the personality is unavailable
-    # until the plugin is installed (``install`` says how).
+    # Step kinds the pipeline uses that no loaded plugin provides but a known distribution does
+    # (its ``dependencies:``, or providers.KNOWN_PROVIDERS): the personality is unavailable until
+    # that plugin is installed (``install`` says how).
     missing_kinds: tuple[str, ...] = ()
     install: str = ""
 
@@ -117,6 +118,10 @@ def _summary(path: Path, origin: str, kinds: Mapping[str, StepKind]) -> Entry:
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         return Entry("", "", "", "", "", path, origin, "no 'id' key: run `lollms validate` on it")
     missing = sorted(missing_kinds(data, kinds))
+    install = install_command(missing, data.get("dependencies")) if missing else ""
+    if not install:
+        # No known plugin provides it: a typo, most likely; loading it says so (did you mean...).
+        missing = []
     return Entry(
         id=data["id"],
         name=str(data.get("name", data["id"])),
@@ -126,7 +131,7 @@ def _summary(path: Path, origin: str, kinds: Mapping[str, StepKind]) -> Entry:
         path=path,
         origin=origin,
         missing_kinds=tuple(missing),
-        install=install_command(missing, data.get("dependencies")) if missing else "",
+        install=install,
     )
 
 

@@ -394,6 +394,8 @@ def without_plugins(tmp_path: Path) -> Path:
     write(root / "reader", "reader", "Reader", extra=NEEDS_SPEECH)
     write(root / "helper", "helper", "Helper", extra=NEEDS_MCP)
     write(root / "plain", "plain", "Plain")
+    # A kind no known plugin provides: a typo, listed as usual and refused at load with a hint.
+    write(root / "typo", "typo", "Typo", extra="pipeline:\n  - genrate: {id: x}\n")
     return root
 
 
@@ -411,7 +413,10 @@ def test_a_personality_whose_plugin_is_not_loaded_is_listed_unavailable_with_its
         "  reader  Reader  needs the step kind 'speak', which no loaded plugin provides: "
         "lollms install lollms-speech" + note,
     ]
-    assert "plain" in done.stdout.split("\n\n")[0]  # the others are listed as usual
+    table = done.stdout.split("\n\n")[0]
+    assert "plain" in table and "typo" in table  # the others are listed as usual
+    typo = run_lollms("run", "typo", "hi", "--personalities", str(without_plugins), env=env)
+    assert typo.returncode == 1 and "did you mean 'generate'?" in typo.stderr
     listed = json.loads(
         run_lollms("list", "--json", "--personalities", str(without_plugins), env=env).stdout
     )
