@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 # The step kinds of the plugins this project publishes, for a personality that uses one without
@@ -15,12 +16,17 @@ KNOWN_PROVIDERS = {"speak": "lollms-speech", "tool": "lollms-mcp"}
 def install_command(missing: Iterable[str], dependencies: Any) -> str:
     """The command that brings the missing kinds back: the distributions the personality declares
     under ``dependencies:`` that are not installed, else the known provider of each kind."""
-    from importlib import metadata
-
-    wanted: list[str] = []
     declared = (
         [d for d in dependencies if isinstance(d, str)] if isinstance(dependencies, list) else []
     )
+    return _install_command(tuple(sorted(set(missing))), tuple(declared))
+
+
+@lru_cache(maxsize=256)  # listing hundreds of personalities asks the same few questions
+def _install_command(missing: tuple[str, ...], declared: tuple[str, ...]) -> str:
+    from importlib import metadata
+
+    wanted: list[str] = []
     for name in declared:
         requirement = name.split(";")[0].strip()
         bare = requirement

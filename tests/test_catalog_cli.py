@@ -480,3 +480,37 @@ def test_the_api_skips_a_personality_whose_plugin_is_not_loaded(
     finally:
         served.close()
         store.close()
+
+
+def test_the_kinds_a_pipeline_needs_are_found_where_the_kinds_declare_steps(
+    plugin_host: PluginHost, tmp_path: Path
+) -> None:
+    from lollms_runtime.catalog import _identity, missing_kinds
+
+    text = textwrap.dedent(
+        """\
+        id: x
+        pipeline:
+          - speak
+          - condition:
+              if: message
+              then: [{tool: {server: s, name: n}}]
+              elif:
+                - {if: message, then: [{hum: null}]}
+              else: [reply]
+          - condition:
+              switch: message
+              cases: {a: [{whistle: {}}]}
+          - generate: {id: g, stop: [sing]}
+        pipelines:
+          sub: [{chant: {}}]
+        """
+    )
+    data = _identity(text)
+    assert missing_kinds(data, plugin_host.step_kinds) == {
+        "speak",
+        "tool",
+        "hum",
+        "whistle",
+        "chant",
+    }  # `sing` is data (a stop string), not a step
