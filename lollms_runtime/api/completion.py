@@ -19,7 +19,17 @@ from typing import Any
 from fastapi import Request
 
 from ..errors import LollmsError
-from ..events import Done, Event, ImageProduced, Reply, StepFinished, StepStarted, Token, TurnError
+from ..events import (
+    ArtifactProduced,
+    Done,
+    Event,
+    ImageProduced,
+    Reply,
+    StepFinished,
+    StepStarted,
+    Token,
+    TurnError,
+)
 from .errors import APIError
 from .requests import ChatRequest
 
@@ -65,6 +75,7 @@ class Completion:
         self.file_url = file_url
         self.text: list[str] = []
         self.images: list[str] = []
+        self.audio: list[str] = []  # whole audio files (ArtifactProduced kind "audio"), as links
         self.trace: list[dict[str, Any]] = []
         self.cached = 0
         self.reply: Reply | None = None
@@ -98,6 +109,8 @@ class Completion:
             return entry
         if isinstance(event, ImageProduced):
             self.images.append(self.file_url(event.path))
+        elif isinstance(event, ArtifactProduced) and event.kind == "audio" and not event.part:
+            self.audio.append(self.file_url(event.path))
         elif isinstance(event, Reply):
             self.reply = event
         elif isinstance(event, TurnError):
@@ -120,6 +133,7 @@ class Completion:
         text = self.reply.text if self.reply else "".join(self.text)
         if self.images:
             text += "".join(f"\n\n![image]({url})" for url in self.images)
+        text += "".join(f"\n\n[audio]({url})" for url in self.audio)
         return text
 
     def finish_reason(self) -> str:
@@ -148,6 +162,8 @@ class Completion:
         extra: dict[str, Any] = {}
         if self.images:
             extra["images"] = self.images
+        if self.audio:
+            extra["audio"] = self.audio
         if self.chat.trace:
             extra["trace"] = self.trace
         if self.discussion_id:

@@ -149,9 +149,12 @@ def create_api(
 
     def personality(model: str) -> Personality:
         if model not in runtime.catalog.ids():
+            gone = next((e for e in runtime.catalog.unavailable if e.id == model), None)
             raise APIError(
                 404,
-                f"no personality '{model}': GET /v1/models lists them",
+                f"personality '{model}' {gone.unavailable}"  # its plugin is not installed
+                if gone is not None
+                else f"no personality '{model}': GET /v1/models lists them",
                 "model",
                 "model_not_found",
             )

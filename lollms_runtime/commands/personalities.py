@@ -39,12 +39,26 @@ def cmd_list(args: argparse.Namespace) -> int:
                         "path": str(e.path),
                     }
                     for e in entries
+                ]
+                + [
+                    {
+                        "id": e.id,
+                        "name": e.name,
+                        "version": e.version,
+                        "category": e.category,
+                        "origin": e.origin,
+                        "path": str(e.path),
+                        "unavailable": e.unavailable,
+                        "missing_step_kinds": list(e.missing_kinds),
+                        "install": e.install,
+                    }
+                    for e in catalog.unavailable
                 ],
                 indent=2,
             )
         )
     else:
-        if not entries:
+        if not entries and not catalog.unavailable:
             print(
                 "No personalities found. Install one (pip install ...) or pass --personalities DIR."
             )
@@ -65,6 +79,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                 print(
                     "  ".join(c.ljust(w) for c, w in zip(cells, [*widths, 0], strict=True)).rstrip()
                 )
+        if catalog.unavailable:
+            # Their plugin was uninstalled (or not loaded): say what brings each one back.
+            print("\nunavailable (a plugin they need is not loaded):")
+            for e in catalog.unavailable:
+                print(f"  {e.id}  {e.name}  {e.unavailable}")
     _warn(catalog.missing)
     _warn(catalog.conflicts)
     _warn([f"{e.path}: {e.error}" for e in catalog.broken])

@@ -81,6 +81,7 @@ def _attach(discussion_id: str, files: list[str]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..conversation import ConversationService
     from ..events import (
+        ArtifactProduced,
         Done,
         ImageProduced,
         Progress,
@@ -157,6 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print("  " + shown[:500].replace("\n", "\n  "), file=err, flush=True)
             elif isinstance(event, ImageProduced):
                 print(f"\n[image] {event.path}", file=err, flush=True)
+            elif isinstance(event, ArtifactProduced) and not event.part:
+                print(f"\n[{event.kind}] {event.path}", file=err, flush=True)
             elif isinstance(event, Reply):
                 final = event.text
                 if args.no_stream or not streamed:
