@@ -77,6 +77,17 @@ class Progress:
     total: int
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """The turn waits for the model (a queue of turns ahead of it): ``position`` 1 is next.
+
+    A backend with a turn queue emits it while the turn waits; front ends show *waiting
+    (position N)* instead of *running* until the next event arrives."""
+
+    position: int
+    step_id: str = ""
+
+
 def progress_text(kind: str, done: int, total: int) -> str:
     """A long step's progress as people see it, e.g. ``painting 3/20`` for text_to_image."""
     return f"{'painting' if kind == 'text_to_image' else 'progress'} {done}/{total}"
@@ -110,4 +121,14 @@ class Done:
     steps: int = 0
 
 
-Event = StepStarted | Token | StepFinished | ImageProduced | Progress | Reply | TurnError | Done
+Event = (
+    StepStarted
+    | Token
+    | StepFinished
+    | ImageProduced
+    | Progress
+    | Waiting
+    | Reply
+    | TurnError
+    | Done
+)

@@ -11,6 +11,7 @@ import pytest
 
 from lollms_runtime.app import controls
 from lollms_runtime.app.turns import Chat
+from lollms_runtime.conversation import ConversationService
 from lollms_runtime.engine import Engine
 from lollms_runtime.personality import Setting
 from lollms_runtime.runtime import Runtime
@@ -40,7 +41,7 @@ class Rig:
             self.runtime.host, self.text, painter, resolve_personality=self.runtime.catalog.get
         )
         self.store = Store(tmp_path / "discussions.sqlite3")
-        self.chat = Chat(self.runtime, self.store)
+        self.chat = Chat(ConversationService(self.runtime, self.store))
 
     def turn(self, pid: str, values: dict[str, Any], sampling: dict[str, Any] | None = None) -> Any:
         """Run one turn with control ``values`` passed through the real Gradio components."""

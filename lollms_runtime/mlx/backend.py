@@ -12,6 +12,7 @@ from .models import DEFAULT_MODEL, LoadedModel, load_model
 from .prompt_cache import PromptCacheStore, cache_length
 from .prompts import encode, prompt_text
 from .sampling import make_logits_processors, make_sampler
+from .spacing import restore_leading_space
 from .stops import StopFilter
 
 
@@ -77,14 +78,23 @@ class MLXTextBackend:
                 logits_processors=make_logits_processors(sampling, tokens[:cached]),
                 prompt_cache=cache,
             )
+            first_token: int | None = None
+            spaced = not request.answer_prefix  # the first text after a prefix gets its space
             for response in responses:
                 seen.append(int(response.token))
+                first_token = int(response.token) if first_token is None else first_token
+                piece = response.text
+                if not spaced and piece:
+                    piece = restore_leading_space(
+                        self.tokenizer, first_token, piece, request.answer_prefix
+                    )
+                    spaced = True
                 generated, prompt_tps = response.generation_tokens, response.prompt_tps
                 generation_tps = response.generation_tps
                 if response.finish_reason is not None:
                     # The closing EOS is counted by mlx-lm but is not part of the answer.
                     finish = "stop" if response.finish_reason == "stop" else "length"
-                    text = stops.feed(response.text)
+                    text = stops.feed(piece)
                     if stops.stopped:
                         finish = "stop"
                     elif response.finish_reason == "stop":
@@ -94,7 +104,7 @@ class MLXTextBackend:
                     break
                 # One chunk per token, even when the detokenizer holds its text back for now:
                 # consumers see the first token as soon as it exists.
-                yield TextChunk(stops.feed(response.text), token=int(response.token))
+                yield TextChunk(stops.feed(piece), token=int(response.token))
                 if stops.stopped:
                     finish = "stop"
                     break

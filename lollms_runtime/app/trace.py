@@ -1,0 +1,199 @@
+"""An answer's steps as a tree, built the same way from live events and from saved steps.
+
+Live, a step that starts while another is still running is its child. Saved, steps are stored
+when they finish (children before their parent), each with its path in the pipeline, so the
+children of a step are the ones just before it whose path lies under its own. Both roads lead to
+the same tree, so a reopened answer shows the trace it showed while it ran. Nothing here imports
+gradio: the chat messages are plain dicts (``metadata`` id/parent_id nest them in ``gr.Chatbot``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import Status, StepFinished, StepStarted, progress_text
+from ..store import Step
+
+PREVIEW_CHARS = 600
+# Steps that only assemble the answer or a variable: shown when they fail or when asked for.
+QUIET_KINDS = frozenset({"reply", "set"})
+ChatDict = dict[str, Any]
+
+
+@dataclass
+class StepView:
+    """One pipeline step as the trace shows it, with the steps it ran inside it."""
+
+    kind: str
+    title: str
+    step_id: str = ""
+    path: str = ""
+    status: Status = Status.RUNNING
+    duration: float | None = None
+    tokens: int | None = None
+    detail: str = ""
+    error: str = ""
+    output: Any = None
+    progress: str = ""
+    children: list[StepView] = field(default_factory=list)
+
+    def finish(self, event: StepFinished) -> None:
+        self.status = event.status
+        self.duration = event.duration
+        self.tokens = event.generation_tokens or None
+        self.detail = event.detail
+        self.error = event.error
+        self.output = None if event.kind == "reply" else event.output
+
+    @property
+    def label(self) -> str:
+        """``kind · title``; an automatic id (``reply_5``, ``set``) is noise, so only the kind."""
+        title = self.title
+        if not title or title == self.kind or re.fullmatch(rf"{re.escape(self.kind)}_\d+", title):
+            return self.kind
+        return f"{self.kind} · {title}"
+
+
+@dataclass
+class Trace:
+    """The tree of an answer's steps."""
+
+    roots: list[StepView] = field(default_factory=list)
+    _open: list[StepView] = field(default_factory=list, repr=False)
+
+    def start(self, event: StepStarted) -> StepView:
+        node = StepView(event.kind, event.title, event.step_id, event.path)
+        (self._open[-1].children if self._open else self.roots).append(node)
+        self._open.append(node)
+        return node
+
+    def finish(self, event: StepFinished) -> StepView:
+        for depth in range(len(self._open) - 1, -1, -1):
+            node = self._open[depth]
+            if node.step_id == event.step_id and node.path == event.path:
+                del self._open[depth:]
+                break
+        else:  # finished without a start (a plugin's shortcut): a leaf where we are
+            node = StepView(event.kind, event.title, event.step_id, event.path)
+            (self._open[-1].children if self._open else self.roots).append(node)
+        node.finish(event)
+        return node
+
+    def running(self, step_id: str) -> StepView | None:
+        """The innermost running step with this id (for progress)."""
+        return next((n for n in reversed(self._open) if n.step_id == step_id), None)
+
+    def stop(self, status: Status) -> None:
+        """The turn ended (Stop, an error): steps still open end with it, not *running*."""
+        for node in self._open:
+            node.status = status
+        self._open.clear()
+
+    def walk(self) -> Iterable[StepView]:
+        stack = list(reversed(self.roots))
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
+
+    @classmethod
+    def from_steps(cls, steps: Iterable[Step]) -> Trace:
+        """The tree of saved steps (in the order they finished)."""
+        done: list[StepView] = []
+        for s in steps:
+            node = StepView(
+                kind=s.kind,
+                title=s.title,
+                step_id=s.step_id or "",
+                path=s.path,
+                status=s.status,
+                duration=s.duration_s,
+                tokens=s.generation_tokens,
+                detail=s.detail,
+                error=s.error or "",
+                output=s.output,
+            )
+            if s.path:
+                inside = s.path + "."
+                first = len(done)
+                while first > 0 and done[first - 1].path.startswith(inside):
+                    first -= 1
+                node.children, done[first:] = done[first:], []
+            done.append(node)
+        return cls(roots=done)
+
+    def painting_notice(self) -> str:
+        """One line when a picture was asked for and not painted: why, and what fixes it."""
+        for node in self.walk():
+            if node.kind == "text_to_image" and node.status in (Status.FAILED, Status.FALLBACK):
+                reason = (node.error or "no painter is available").strip()
+                return f"🎨 *Not painted: {reason}*"
+        return ""
+
+    def messages(self, prefix: str, show_all: bool = False) -> list[ChatDict]:
+        """The trace as collapsible chat messages, children nested under their parents."""
+        out: list[ChatDict] = []
+        counter = iter(range(1_000_000))
+
+        def add(nodes: list[StepView], parent: str | None) -> None:
+            seen: dict[str, int] = {}
+            for node in nodes:
+                seen[node.path] = seen.get(node.path, 0) + 1
+                if not show_all and node.kind in QUIET_KINDS and node.status != Status.FAILED:
+                    continue
+                key = f"{prefix}-{next(counter)}"
+                repeat = seen[node.path] if node.path else 1
+                out.append(step_message(node, key, parent, repeat))
+                add(node.children, key)
+
+        add(self.roots, None)
+        return out
+
+
+def _preview(output: Any) -> str:
+    if output is None:
+        return ""
+    text = output if isinstance(output, str) else json.dumps(output, default=str, indent=1)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
+
+
+def step_message(
+    step: StepView, key: str = "", parent: str | None = None, repeat: int = 1
+) -> ChatDict:
+    """A step as a collapsible chat message (Gradio's ``metadata`` title/status/duration/log)."""
+    done = step.status != Status.RUNNING
+    # A step cut short by Stop is shown as stopped, like the answer, not as failed.
+    log_parts = [("stopped" if step.status == Status.CANCELLED else step.status.value)]
+    if step.tokens:
+        log_parts.append(f"{step.tokens} tokens")
+    if step.detail:
+        log_parts.append(step.detail)
+    if step.progress and not done:
+        log_parts.append(step.progress)
+    body = []
+    if step.error:
+        body.append(f"**error:** {step.error}")
+    preview = _preview(step.output)
+    if preview:
+        body.append(f"```\n{preview}\n```")
+    title = step.label + (f" (#{repeat})" if repeat > 1 else "")
+    metadata: dict[str, Any] = {
+        "title": title,
+        "status": "done" if done else "pending",
+        "log": " · ".join(log_parts),
+    }
+    if key:
+        metadata["id"] = key
+    if parent:
+        metadata["parent_id"] = parent
+    if step.duration is not None:
+        metadata["duration"] = round(step.duration, 2)
+    return {"role": "assistant", "content": "\n\n".join(body) or " ", "metadata": metadata}
+
+
+def progress_of(step: StepView, done: int, total: int) -> None:
+    step.progress = progress_text(step.kind, done, total)
