@@ -94,8 +94,9 @@ class Shown:
 class Chat:
     """The app's view of the conversation service: it runs turns and draws them as chat."""
 
-    def __init__(self, service: ConversationService) -> None:
+    def __init__(self, service: ConversationService, show_all: bool = False) -> None:
         self.service = service
+        self.show_all = show_all  # the trace shows reply and set steps too
 
     # -- showing a discussion ---------------------------------------------------------------------
 
@@ -119,7 +120,11 @@ class Chat:
         return view
 
     def show(
-        self, personality: Personality, discussion_id: str | None, leaf_id: str | None = None
+        self,
+        personality: Personality,
+        discussion_id: str | None,
+        leaf_id: str | None = None,
+        show_all: bool | None = None,
     ) -> Shown:
         """The messages of a discussion's active branch, or up to ``leaf_id`` (welcome first)."""
         messages = self.welcome(personality)
@@ -131,7 +136,9 @@ class Chat:
                 messages.append({"role": "user", "content": message.content})
                 ids.append(message.id)
             elif message.role == "assistant":
-                shown = self.stored_answer(message).messages()
+                shown = self.stored_answer(message).messages(
+                    self.show_all if show_all is None else show_all
+                )
                 messages += shown
                 ids += [message.id] * len(shown)
         return Shown(messages, ids)
@@ -236,7 +243,7 @@ class Chat:
 
         def shown() -> Shown:
             view.images = turn.images
-            live = view.messages()
+            live = view.messages(self.show_all)
             return Shown(before.messages + live, before.ids + [answer_id] * len(live))
 
         status = Status.OK
