@@ -81,7 +81,7 @@ def test_missing_painter_is_said_in_the_answer(tmp_path: Path) -> None:
     live = _run(chat, "gpt_for_art", "Imagine something cool.")
     text = [m["content"] for m in live if not m.get("metadata")]
     assert any(
-        "🎨 *Not painted:" in t and "lollms models pull stabilityai/sd-turbo" in t
+        "**Not painted:**" in t and "lollms models pull stabilityai/sd-turbo" in t
         for t in text
         if isinstance(t, str)
     ), text

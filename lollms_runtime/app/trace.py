@@ -131,7 +131,7 @@ class Trace:
         for node in self.walk():
             if node.kind == "text_to_image" and node.status in (Status.FAILED, Status.FALLBACK):
                 reason = (node.error or "no painter is available").strip()
-                return f"🎨 *Not painted: {reason}*"
+                return f"**Not painted:** {reason}"
         return ""
 
     def messages(self, prefix: str, show_all: bool = False) -> list[ChatDict]:
@@ -177,7 +177,8 @@ def step_message(
     body = []
     if step.error:
         body.append(f"**error:** {step.error}")
-    preview = _preview(step.output)
+    # A step with steps inside shows them, not its output again (a list of what they made).
+    preview = "" if step.children else _preview(step.output)
     if preview:
         body.append(f"```\n{preview}\n```")
     title = step.label + (f" (#{repeat})" if repeat > 1 else "")
@@ -192,7 +193,10 @@ def step_message(
         metadata["parent_id"] = parent
     if step.duration is not None:
         metadata["duration"] = round(step.duration, 2)
-    return {"role": "assistant", "content": "\n\n".join(body) or " ", "metadata": metadata}
+    # Never empty: Gradio marks an empty step busy (a spinner for screen readers) forever.
+    if not body:
+        body.append(f"*{len(step.children)} step(s) inside*" if step.children else "*no output*")
+    return {"role": "assistant", "content": "\n\n".join(body), "metadata": metadata}
 
 
 def progress_of(step: StepView, done: int, total: int) -> None:

@@ -72,7 +72,7 @@ class AnswerView:
         elif self.status == Status.INTERRUPTED:
             out.append({"role": "assistant", "content": "*(interrupted: regenerate to retry)*"})
         if self.status == Status.RUNNING and self.waiting is not None and not text:
-            out.append({"role": "assistant", "content": f"⏳ *waiting (position {self.waiting})*"})
+            out.append({"role": "assistant", "content": f"*waiting (position {self.waiting})…*"})
         elif not out and self.status == Status.RUNNING:
             out.append({"role": "assistant", "content": "…"})
         return out

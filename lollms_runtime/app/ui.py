@@ -31,7 +31,9 @@ CSS = """
 #discussions .wrap { flex-direction: column; }
 @media (max-width: 820px) {
   #main-row { flex-direction: column; }
-  #side-column { min-width: 100% !important; }
+  #main-row > div, #side-column { min-width: 0 !important; width: 100% !important; }
+  #header { min-width: 0 !important; }
+  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
 }
 """
 # Keep the address bar on the open discussion: the URL is a link to it.
@@ -134,14 +136,14 @@ def build_app(
                         show_label=False,
                         placeholder="Message…  (Enter to send, Shift+Enter for a new line)",
                         scale=5,
-                        min_width=200,
+                        min_width=160,
                         elem_id="prompt",
                         submit_btn=False,
                         lines=1,
                         max_lines=8,
                     )
-                    send_button = gr.Button("Send", variant="primary", scale=0, min_width=80)
-                    stop_button = gr.Button("Stop", variant="stop", scale=0, min_width=80)
+                    send_button = gr.Button("Send", variant="primary", scale=0, min_width=64)
+                    stop_button = gr.Button("Stop", variant="stop", scale=0, min_width=64)
                 with gr.Row(elem_id="commands"):
                     for pid in app.ids:
                         p = app.personalities[pid]
