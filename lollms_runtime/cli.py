@@ -85,6 +85,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setting_line(s: Any) -> str:
+    """One setting as `lollms show` lists it: type, what it accepts, default, then its help,
+    e.g. ``  width (integer, one of 256 | 512 | 768, default 512): Image width``."""
+    allowed = ""
+    if s.enum is not None:
+        allowed = "one of " + " | ".join(repr(v) if isinstance(v, str) else str(v) for v in s.enum)
+    elif s.type in ("integer", "number") and s.minimum is not None and s.maximum is not None:
+        allowed = f"{s.minimum} to {s.maximum}"
+    elif s.type in ("integer", "number") and s.minimum is not None:
+        allowed = f"at least {s.minimum}"
+    elif s.type in ("integer", "number") and s.maximum is not None:
+        allowed = f"at most {s.maximum}"
+    kind = ", ".join(t for t in (s.type, allowed, f"default {s.default!r}") if t)
+    named = s.label.lower() == s.name.replace("_", " ").lower()
+    about = " — ".join(t for t in ("" if named else s.label, s.description) if t)
+    return f"  {s.name} ({kind})" + (f": {about}" if about else "")
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     personality = _catalog(args).resolve(args.id)
     if args.json:
@@ -107,9 +125,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if p.settings:
         print("\nsettings:")
         for s in p.settings.values():
-            print(
-                f"  {s.name} ({s.type}, default {s.default!r}){': ' + s.description if s.description else ''}"
-            )
+            print(_setting_line(s))
     steps = [next(iter(step)) for step in p.pipeline] or ["generate", "reply"]
     print(f"\npipeline: {' -> '.join(steps)}")
     return 0

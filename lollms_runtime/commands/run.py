@@ -35,6 +35,26 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _traced(event: Any, trace: bool) -> bool:
+    """Whether ``event`` prints a line on stderr (then an open answer line is closed first)."""
+    from ..events import ImageProduced, StepFinished, StepStarted, TurnError
+
+    if isinstance(event, (ImageProduced, TurnError)):
+        return True
+    if isinstance(event, StepFinished) and _not_painted(event):
+        return True
+    return trace and isinstance(event, (StepStarted, StepFinished))
+
+
+def _not_painted(event: Any) -> bool:
+    """A painting step that failed (``on_error: continue`` lets the answer go on without it)."""
+    return (
+        event.kind == "text_to_image"
+        and event.status in ("failed", "fallback")
+        and bool(event.error)
+    )
+
+
 def _event_json(event: Any) -> str:
     data = asdict(event)
     data["event"] = type(event).__name__
@@ -89,7 +109,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = Runtime(personalities=args.personalities, model=args.model)
     cancel = threading.Event()
     out, err = sys.stdout, sys.stderr
+    # Piped or redirected, the answer is printed once, whole: a post-processed reply would
+    # otherwise follow its streamed draft.
+    stream = not args.no_stream and out.isatty()
     streamed: list[str] = []
+    mid_line = False  # the answer on stdout has a line still open
+    shown_steps: set[str] = set()  # steps whose text streamed to stdout
     failed = False
     settings, sampling = _parse_settings(args.set), _sampling(args)
     if args.no_save:
@@ -103,10 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         service = ConversationService(runtime, Store())
         events = _saved_turn(service, args, settings, sampling, cancel)
         before = events.prefix
-        if before and not args.json and not args.no_stream:
+        if before and not args.json and stream:
             streamed.append(before)  # the answer so far, then what the model adds
             out.write(before)
             out.flush()
+            mid_line = not before.endswith("\n")
     kinds: dict[str, str] = {}
     progress_shown = False
     try:
@@ -115,15 +141,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(_event_json(event), flush=True)
                 failed = failed or isinstance(event, TurnError)
                 continue
+            if mid_line and _traced(event, args.trace):
+                out.write("\n")  # the trace goes on its own lines, not inside the answer
+                out.flush()
+                mid_line = False
             if progress_shown and not isinstance(event, Progress):
                 err.write("\n")  # end the progress line before anything else is printed
                 progress_shown = False
             if isinstance(event, StepStarted):
                 kinds[event.step_id] = event.kind
-            if isinstance(event, Token) and event.visible and not args.no_stream:
+            if isinstance(event, Token) and event.visible and stream:
                 streamed.append(event.text)
                 out.write(event.text)
                 out.flush()
+                mid_line = not event.text.endswith("\n")
+                shown_steps.add(event.step_id)
             elif isinstance(event, Progress):
                 label = progress_text(kinds.get(event.step_id, ""), event.done, event.total)
                 err.write(f"\r {label}")  # one line, rewritten in place
@@ -131,6 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 progress_shown = True
             elif isinstance(event, StepStarted) and args.trace:
                 print(f"\n▶ {event.kind} {event.title}  [{event.path}]", file=err, flush=True)
+            elif isinstance(event, StepFinished) and not args.trace and _not_painted(event):
+                print(f"\nnot painted: {event.error}", file=err, flush=True)
             elif isinstance(event, StepFinished) and args.trace:
                 tokens = f", {event.generation_tokens} tokens" if event.generation_tokens else ""
                 line = f"{'✓' if event.status == 'ok' else '•'} {event.title}: {event.status} ({event.duration:.2f}s{tokens})"
@@ -139,7 +173,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if event.error:
                     line += f" — {event.error}"
                 print(line, file=err, flush=True)
-                if event.output is not None and event.kind not in ("reply",):
+                # A step whose text streamed above is not printed a second time.
+                if (
+                    event.output is not None
+                    and event.kind != "reply"
+                    and event.step_id not in shown_steps
+                ):
                     shown = (
                         event.output
                         if isinstance(event.output, str)
@@ -150,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"\n[image] {event.path}", file=err, flush=True)
             elif isinstance(event, Reply):
                 final = event.text
-                if args.no_stream or not streamed:
+                if not stream or not streamed:
                     out.write(final)
                 elif "".join(streamed).strip() != final:
                     # The pipeline post-processed the streamed draft: show what the reply really is.
@@ -158,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 for image in event.images:
                     out.write(f"\n[image] {Path(image)}")
                 out.write("\n")
+                mid_line = False
             elif isinstance(event, TurnError):
                 failed = True
                 print(f"\nerror: {event.message}", file=err)
