@@ -108,6 +108,12 @@ def browser() -> Iterator[object]:
 SCRIPTED = os.environ.get("LOLLMS_SCRIPTED") == "1"
 
 
+def _shot(page: Any, name: str) -> None:
+    """A screenshot of the page with the chat in view (a click lower down may have scrolled)."""
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SHOTS / name))
+
+
 def _answer_menu(page: Any, option: str) -> None:
     """An action from the last answer's own menu (Continue, previous/next version)."""
     page.locator("#chat button[aria-label='Feedback']").last.click()
@@ -153,7 +159,7 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     page.locator("#personalities .thumbnail-item").first.click()
     expect(page.locator("#header")).to_contain_text("GPT for Art")
     expect(chat).to_contain_text("Tell me what to imagine")
-    page.screenshot(path=str(SHOTS / "1-chosen.png"))
+    _shot(page, "1-chosen.png")
 
     # Send the example prompt; the box empties at once, the answer streams and the trace shows
     # each step.
@@ -182,7 +188,7 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     page.get_by_label("Show every step in the trace").uncheck()
     expect(page.locator("#discussions")).to_contain_text("Imagine something cool.")
     expect(page.locator("#discussions")).to_contain_text("Today")
-    page.screenshot(path=str(SHOTS / "2-answer.png"))
+    _shot(page, "2-answer.png")
 
     # Turn painting off: the next answer's trace takes the condition's else branch.
     page.get_by_label("Paint the description").uncheck()
@@ -192,7 +198,7 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     # The painting step is nested under the first answer's condition.
     _expand(chat, "condition · Paint it?", first=True)
     expect(chat.get_by_text("text_to_image · Paint the description")).to_have_count(1)
-    page.screenshot(path=str(SHOTS / "3-no-painting.png"))
+    _shot(page, "3-no-painting.png")
 
     # Retry, on the answer itself: the old answer is kept, and the arrows switch versions.
     answers = page.locator("#versions-assistant")
@@ -206,7 +212,7 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 2/2")
     answers.get_by_role("button", name="◀").click()
     expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
-    page.screenshot(path=str(SHOTS / "3b-versions.png"))
+    _shot(page, "3b-versions.png")
 
     # Continue, from the answer's menu: it grows in place, one more generate step in its trace.
     _answer_menu(page, "Continue")
@@ -215,7 +221,7 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
     # Copy is on each message (Gradio's own button).
     expect(chat.get_by_role("button", name="Copy message").last).to_be_visible()
-    page.screenshot(path=str(SHOTS / "3c-continued.png"))
+    _shot(page, "3c-continued.png")
 
     # Restart the server: the discussion is in the sidebar and opens again.
     server.stop()
@@ -226,7 +232,7 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     sidebar.get_by_text("Imagine something cool.").click()
     expect(chat).to_contain_text("Add some street art to the scene.", timeout=30_000)
     expect(page.get_by_label("Paint the description")).not_to_be_checked()
-    page.screenshot(path=str(SHOTS / "4-after-restart.png"))
+    _shot(page, "4-after-restart.png")
 
 
 def test_reload_link_trace_stop_painting_and_models(server: Server, browser: object) -> None:
@@ -249,7 +255,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     group = chat.locator(".thought-group", has_text="for_each · One haiku per theme").last
     expect(group).to_contain_text("generate · poem (#2)")
     live = chat.inner_text()
-    page.screenshot(path=str(SHOTS / "5-trace-live.png"))
+    _shot(page, "5-trace-live.png")
     expect(page).to_have_url(re.compile(r"\?d=\w+"), timeout=10_000)
     link = page.url
 
@@ -271,7 +277,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     page.locator("#sampling").click()
     expect(page.locator("#min-p input[type='number']")).to_have_value("0.07")
     expect(page.locator("#system-addition textarea")).to_have_value("Always mention the moon.")
-    page.screenshot(path=str(SHOTS / "6-reloaded.png"))
+    _shot(page, "6-reloaded.png")
 
     # A link opens the discussion in a browser that never saw it.
     other = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -279,7 +285,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     visitor.goto(link)
     expect(visitor.locator("#header")).to_contain_text("Haiku Poet", timeout=30_000)
     expect(visitor.locator("#chat")).to_contain_text("the sea", timeout=30_000)
-    visitor.screenshot(path=str(SHOTS / "7-link.png"))
+    _shot(visitor, "7-link.png")
     other.close()
 
     # Stop: the answer says *stopped* at once, with what it had; no step keeps spinning.
@@ -294,7 +300,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     page.get_by_role("button", name="Stop").click()
     expect(chat).to_contain_text("(stopped)", timeout=5_000)
     expect(chat.get_by_text("running")).to_have_count(0, timeout=5_000)
-    page.screenshot(path=str(SHOTS / "8-stopped.png"))
+    _shot(page, "8-stopped.png")
 
     # No painter: the answer itself says so in one line, with what fixes it.
     page.get_by_role("combobox", name="Painter").click()
@@ -305,7 +311,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     _send(page, "Imagine something cool.")
     expect(chat).to_contain_text("Not painted", timeout=180_000)
     expect(chat).to_contain_text("lollms models pull")
-    page.screenshot(path=str(SHOTS / "9-painting-notice.png"))
+    _shot(page, "9-painting-notice.png")
     tab.close()
 
 
@@ -331,7 +337,7 @@ def test_two_tabs_on_two_models(server: Server, browser: object) -> None:
     _send(first, "Again")
     _settled(first.locator("#chat"))
     expect(first.locator("#chat")).not_to_contain_text("Model B here")
-    second.screenshot(path=str(SHOTS / "10-second-tab-model-b.png"))
+    _shot(second, "10-second-tab-model-b.png")
     first.close()
     second.close()
 
@@ -349,4 +355,4 @@ def test_phone_sized_screen(server: Server, browser: object) -> None:
     box = page.locator("#prompt textarea").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     expect(page.get_by_role("button", name="New discussion")).not_to_be_in_viewport()
-    page.screenshot(path=str(SHOTS / "11-phone.png"))
+    _shot(page, "11-phone.png")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +26,7 @@ from .turns import Chat, error_text
 TurnUpdate = tuple[Any, Any, Any]
 # Message actions besides Gradio's own retry/edit/copy: shown in each answer's menu.
 CONTINUE, PREVIOUS, NEXT = "Continue", "◀ Previous version", "Next version ▶"
+REPEAT_S = 2.0  # the same menu choice on the same message again within this is the echo
 
 
 def _header(p: Personality) -> str:
@@ -47,6 +50,8 @@ class Handlers:
         self.n_settings = n_settings
         self.n_sampling = n_sampling
         self.chat = Chat(app.service)
+        self._lock = threading.Lock()
+        self._recent: dict[tuple[str, int, str], float] = {}
 
     # -- what a page shows ------------------------------------------------------------------------
 
@@ -407,6 +412,8 @@ class Handlers:
     ) -> Iterator[TurnUpdate]:
         """An answer's menu: Continue, or the previous / next version of the answer."""
         index = event.index if isinstance(event.index, int) else event.index[0]
+        if not event.liked or self._repeated(request.session_hash or "", index, event.liked):
+            return
         last = max((i for i, m in enumerate(ids) if m is not None), default=-1)
         is_last = 0 <= index < len(ids) and ids[index] is not None and ids[index] == ids[last]
         if event.liked in (PREVIOUS, NEXT, CONTINUE) and not is_last:
@@ -421,6 +428,17 @@ class Handlers:
                 pid, discussion_id, "assistant", -1 if event.liked == PREVIOUS else 1, show_all
             )
             yield messages, discussion_id, shown_ids
+
+    def _repeated(self, session: str, index: int, action: Any) -> bool:
+        """Gradio's answer menu sends each choice twice: act once (a version switch or a
+        Continue must not run twice)."""
+        now = time.monotonic()
+        key = (session, index, str(action))
+        with self._lock:
+            seen = self._recent.get(key)
+            self._recent = {k: t for k, t in self._recent.items() if now - t < REPEAT_S}
+            self._recent[key] = now
+        return seen is not None and now - seen < REPEAT_S
 
     def stop(self, request: gr.Request) -> None:
         """Stop this tab's turn: its stream ends by itself, drawn *stopped* with its text so far."""
