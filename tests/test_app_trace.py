@@ -9,6 +9,7 @@ from typing import Any
 
 from app_helpers import scripted_runtime
 
+from lollms_runtime.app.trace import one_line
 from lollms_runtime.app.turns import Chat
 from lollms_runtime.backends.base import BackendUnavailable
 from lollms_runtime.conversation import ConversationService
@@ -103,3 +104,31 @@ def test_continue_keeps_the_space_between_old_and_new_text() -> None:
     assert restore_leading_space(bpe, 4, ",", "coffee") == ","
     assert restore_leading_space(bpe, 1, "can", "coffee ") == "can"  # the prefix has it
     assert restore_leading_space(bpe, 1, "can", "") == "can"  # a fresh answer: trimmed
+
+
+def test_painter_errors_become_one_line_with_the_fix() -> None:
+    missing = (
+        "Image model stabilityai/sd-turbo is not in the Hugging Face cache (/root/.cache/hf) or "
+        "in /tmp/models, and lollms does not download models while painting. Fetch it once "
+        "with: lollms models pull stabilityai/sd-turbo"
+    )
+    assert one_line(missing) == (
+        "Image model stabilityai/sd-turbo is not in the Hugging Face cache or in /tmp/models, "
+        "and lollms does not download models while painting — run "
+        "`lollms models pull stabilityai/sd-turbo`"
+    )
+    assert one_line("connection refused.\nretry later") == "connection refused"
+
+
+def test_continued_answer_is_not_numbered_like_an_iteration(tmp_path: Path) -> None:
+    text = ScriptedTextBackend("Once upon a time", " there was a fox.")
+    chat = Chat(ConversationService(scripted_runtime(text), Store(tmp_path / "d.sqlite3")))
+    _run(chat, "assistant", "Tell a story", max_tokens=None)
+    discussion = chat.service.discussions()[0]
+    personality = chat.service.runtime.catalog.get("assistant")
+    for _ in chat.continue_(
+        personality, discussion.id, settings={}, sampling={}, cancel=threading.Event()
+    ):
+        pass
+    titles = [t for t, _p, _l in _trace(chat.show(personality, discussion.id).messages)]
+    assert titles == ["generate · answer", "generate · answer"]

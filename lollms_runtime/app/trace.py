@@ -130,8 +130,7 @@ class Trace:
         """One line when a picture was asked for and not painted: why, and what fixes it."""
         for node in self.walk():
             if node.kind == "text_to_image" and node.status in (Status.FAILED, Status.FALLBACK):
-                reason = (node.error or "no painter is available").strip()
-                return f"**Not painted:** {reason}"
+                return f"**Not painted:** {one_line(node.error or 'no painter is available')}"
         return ""
 
     def messages(self, prefix: str, show_all: bool = False) -> list[ChatDict]:
@@ -140,18 +139,38 @@ class Trace:
         counter = iter(range(1_000_000))
 
         def add(nodes: list[StepView], parent: str | None) -> None:
-            seen: dict[str, int] = {}
+            seen: dict[tuple[str, str], int] = {}
             for node in nodes:
-                seen[node.path] = seen.get(node.path, 0) + 1
+                where = (node.path, node.step_id)  # a for_each iteration repeats both
+                seen[where] = seen.get(where, 0) + 1
                 if not show_all and node.kind in QUIET_KINDS and node.status != Status.FAILED:
                     continue
                 key = f"{prefix}-{next(counter)}"
-                repeat = seen[node.path] if node.path else 1
+                # Inside a loop or for_each a repeat is the next iteration; at the top it is a
+                # Continue running the answer's step again, not an iteration.
+                repeat = seen[where] if node.path and parent else 1
                 out.append(step_message(node, key, parent, repeat))
                 add(node.children, key)
 
         add(self.roots, None)
         return out
+
+
+_COMMAND = re.compile(r"(lollms (?:models pull|install|plugins install) [^\s`]+?)[`.,;]*(?:\s|$)")
+
+
+def one_line(error: str) -> str:
+    """A painter's error as one line: its first sentence (without the paths it lists), and the
+    command that fixes it when the error names one."""
+    text = " ".join(error.split())
+    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".")
+    first = re.sub(r"\s*\([^)]*\)", "", first)  # "(/root/.cache/...)": paths, not the point
+    found = _COMMAND.search(text)
+    if found and found.group(1) in first:
+        return first.replace(found.group(1), f"`{found.group(1)}`").replace("``", "`")
+    if len(first) > 200:
+        first = first[:197].rstrip() + "…"
+    return f"{first} — run `{found.group(1)}`" if found else first
 
 
 def _preview(output: Any) -> str:
