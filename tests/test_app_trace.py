@@ -117,7 +117,15 @@ def test_painter_errors_become_one_line_with_the_fix() -> None:
         "and lollms does not download models while painting — run "
         "`lollms models pull stabilityai/sd-turbo`"
     )
-    assert one_line("connection refused.\nretry later") == "connection refused"
+    a1111 = (
+        "Cannot reach AUTOMATIC1111 API at http://127.0.0.1:7860/sdapi/v1/txt2img ([Errno 111] "
+        "Connection refused) after 3 attempt(s). Start the server or point lollms to it. (option "
+        "base_url or LOLLMS_A1111_URL)"
+    )
+    assert one_line(a1111) == (
+        "Cannot reach AUTOMATIC1111 API at http://127.0.0.1:7860/sdapi/v1/txt2img after 3 "
+        "attempt(s). Start the server or point lollms to it"
+    )
 
 
 def test_continued_answer_is_not_numbered_like_an_iteration(tmp_path: Path) -> None:
@@ -132,3 +140,15 @@ def test_continued_answer_is_not_numbered_like_an_iteration(tmp_path: Path) -> N
         pass
     titles = [t for t, _p, _l in _trace(chat.show(personality, discussion.id).messages)]
     assert titles == ["generate · answer", "generate · answer"]
+
+
+def test_a_queued_turn_shows_waiting_until_its_first_step(tmp_path: Path) -> None:
+    from lollms_runtime.app.turns import AnswerView
+    from lollms_runtime.events import StepStarted, Waiting
+
+    chat = Chat(ConversationService(None, Store(tmp_path / "d.sqlite3")))
+    view = AnswerView()
+    assert chat._apply(Waiting(position=2), view)
+    assert view.messages()[-1]["content"] == "*waiting (position 2)…*"
+    chat._apply(StepStarted("answer", "generate", "answer", "pipeline[0]"), view)
+    assert "waiting" not in repr(view.messages())

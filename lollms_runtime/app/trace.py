@@ -163,9 +163,11 @@ def one_line(error: str) -> str:
     """A painter's error as one line: its first sentence (without the paths it lists), and the
     command that fixes it when the error names one."""
     text = " ".join(error.split())
-    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".")
-    first = re.sub(r"\s*\([^)]*\)", "", first)  # "(/root/.cache/...)": paths, not the point
+    sentences = re.split(r"(?<=[.!?])\s", text)
     found = _COMMAND.search(text)
+    # Without a command to quote, the next sentence is usually the fix ("Start the server").
+    first = " ".join(sentences[:1] if found else sentences[:2]).rstrip(".")
+    first = re.sub(r"\s+\([^)]*\)", "", first)  # "(/root/.cache/...)": paths, not the point
     if found and found.group(1) in first:
         return first.replace(found.group(1), f"`{found.group(1)}`").replace("``", "`")
     if len(first) > 200:
