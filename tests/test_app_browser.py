@@ -285,6 +285,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     visitor.goto(link)
     expect(visitor.locator("#header")).to_contain_text("Haiku Poet", timeout=30_000)
     expect(visitor.locator("#chat")).to_contain_text("the sea", timeout=30_000)
+    expect(visitor.locator("#discussions")).to_contain_text("the sea", timeout=30_000)
     _shot(visitor, "7-link.png")
     other.close()
 

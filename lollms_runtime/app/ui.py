@@ -79,7 +79,8 @@ def build_app(
                     gr.Radio(choices=[], label=group, visible=False, elem_id=f"group-{group}")
                     for group in GROUPS
                 ]
-                empty = gr.Markdown("*No discussions yet.*", elem_id="no-discussions")
+                # Filled when the page loads (the lists are per page, never stale from startup).
+                empty = gr.Markdown("", elem_id="no-discussions")
             with gr.Accordion("This discussion", open=False, elem_id="manage"):
                 title = gr.Textbox(label="Title")
                 with gr.Row():
