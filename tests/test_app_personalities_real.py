@@ -18,6 +18,7 @@ from lollms_runtime.runtime import Runtime
 
 pytestmark = pytest.mark.model
 FRENCH = re.compile(r"\b(?:de la|la France|Bien sûr|est la|L'[ÉE]toile|L'Alma|en français)\b|^L'")
+ROMAJI = re.compile(r"\b(?:no|wa|ga|ni|kami|kyo|desu|masu)\b|[a-z]+masu\b")
 ENGLISH = re.compile(r"\b(?:the|a|an|of|and|with|is|in)\b", re.IGNORECASE)
 
 
@@ -61,12 +62,19 @@ def test_gpt_for_art_describes_an_artwork(runtime: Runtime) -> None:
     assert len(ENGLISH.findall(text)) >= 3, text
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="seeded, the embedded model writes romanized Japanese ('**Sakura no kami no kyo, the "
+    "beauty** / Jiin no mii kenoka, no no wakarimasu.'): the haiku wording needs work; strict, so "
+    "this fails once the answer is right and the mark must go",
+)
 def test_haiku_poet_writes_short_poems_with_a_title(runtime: Runtime) -> None:
     text = answer(runtime, "haiku_poet")
     title, _sep, poems = text.partition("\n\n")
     assert title.startswith("**") and title.endswith("**") and len(title) > 4, text
     assert poems.strip(), text
     assert all(len(p.splitlines()) <= 6 for p in poems.split("\n\n")), text
+    assert not ROMAJI.search(text), text  # English poems, not a pastiche of Japanese
 
 
 @pytest.mark.xfail(
