@@ -76,6 +76,12 @@ class StepKind:
     # ``check(body)`` returns :class:`StepProblem` s, e.g. a name the user has not configured.
     # It must be quick and must not touch the network; it runs for every step of the kind.
     check: Callable[[Mapping[str, Any]], Iterable[StepProblem]] | None = None
+    # Plumbing (assembling the reply, setting a variable): front ends leave it out of the trace
+    # unless it fails or the user asks for every step.
+    quiet: bool = False
+    # When the step fails or falls back, front ends put this word before its error in the answer
+    # itself (e.g. "Not painted"), so the user sees what is missing without opening the trace.
+    notice: str = ""
 
     def defined_names(self, body: Mapping[str, Any]) -> dict[str, str]:
         """The names ``body`` defines, each with the template text its value is made from."""

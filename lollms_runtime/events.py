@@ -100,6 +100,17 @@ class Progress:
     label: str = "progress"  # what the step is doing, in the runner's words: "painting"
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """The turn waits for the model (a queue of turns ahead of it): ``position`` 1 is next.
+
+    A backend with a turn queue emits it while the turn waits; front ends show *waiting
+    (position N)* instead of *running* until the next event arrives."""
+
+    position: int
+    step_id: str = ""
+
+
 def progress_text(event: Progress) -> str:
     """A long step's progress as people see it, e.g. ``painting 3/20``."""
     return f"{event.label} {event.done}/{event.total}"
@@ -142,6 +153,7 @@ Event = (
     | ImageProduced
     | ArtifactProduced
     | Progress
+    | Waiting
     | Reply
     | TurnError
     | Done

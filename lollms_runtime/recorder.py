@@ -156,6 +156,7 @@ class Recording:
             step_id=event.step_id,
             title=event.title,
             detail=event.detail,
+            path=event.path,
             status=event.status,
             output=None if event.answer else _jsonable(event.output),
             duration_s=event.duration,

@@ -113,9 +113,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if p.settings:
         print("\nsettings:")
         for s in p.settings.values():
-            print(
-                f"  {s.name} ({s.type}, default {s.default!r}){': ' + s.description if s.description else ''}"
-            )
+            print(_setting_line(s))
     from ..pipeline import default_pipeline
 
     steps = [next(iter(step)) for step in p.pipeline or default_pipeline()]
@@ -256,3 +254,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="name of the personality, e.g. 'Chef Bot'")
     p.add_argument("--to", default=".", help="folder to create it in (default: here)")
     p.add_argument("--author", default="you", help="author written into the file")
+
+
+def _setting_line(s: Any) -> str:
+    """One setting as `lollms show` lists it: type, what it accepts, default, then its help,
+    e.g. ``  width (integer, one of 256 | 512 | 768, default 512): Image width``."""
+    allowed = ""
+    if s.enum is not None:
+        allowed = "one of " + " | ".join(repr(v) if isinstance(v, str) else str(v) for v in s.enum)
+    elif s.type in ("integer", "number") and s.minimum is not None and s.maximum is not None:
+        allowed = f"{s.minimum} to {s.maximum}"
+    elif s.type in ("integer", "number") and s.minimum is not None:
+        allowed = f"at least {s.minimum}"
+    elif s.type in ("integer", "number") and s.maximum is not None:
+        allowed = f"at most {s.maximum}"
+    kind = ", ".join(t for t in (s.type, allowed, f"default {s.default!r}") if t)
+    named = s.label.lower() == s.name.replace("_", " ").lower()
+    about = " — ".join(t for t in ("" if named else s.label, s.description) if t)
+    return f"  {s.name} ({kind})" + (f": {about}" if about else "")

@@ -45,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sampling=sampling,
             api_keys=keys,
             api=not refusal,
+            any_model=args.any_model,
         )
     finally:
         store.close()
@@ -63,6 +64,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--auth", metavar="USER:PASS", help="require this login")
     p.add_argument(
         "--max-tokens", type=int, help="start the sampling panel at this many tokens per step"
+    )
+    p.add_argument(
+        "--any-model",
+        action="store_true",
+        help="let a page run any model path or Hugging Face id (default: only the models "
+        "`lollms models` lists and --model); each tab and discussion keeps its own model",
     )
     add_api_key_option(p)
     p.set_defaults(handler=cmd_serve)

@@ -8,6 +8,7 @@ detokenizes what comes back, on the caller's thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from .batching import BatchEngine, ChooseJob, GenerateJob
 from .context_window import context_window, fit_request
 from .prompt_cache import PromptCacheStore
 from .scheduler import Cancelled, Slot, TurnQueue, WaitingCallback
+from .spacing import restore_leading_space
 from .stops import StopFilter
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,8 @@ class Server:
             yield TextChunk("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
         try:
-            yield from self._generate(fitted.request, tokens, cancel, fitted.notice)
+            chunks = self._generate(fitted.request, tokens, cancel, fitted.notice)
+            yield from _with_leading_space(chunks, self.tokenizer, fitted.request.answer_prefix)
         finally:
             if own:
                 self.queue.release(slot)
@@ -196,3 +199,28 @@ def _vocabulary_size(tokenizer: Any) -> int:
     if isinstance(size, int) and size > 0:
         return max(size, len(tokenizer.get_vocab()) if hasattr(tokenizer, "get_vocab") else 0)
     return 1 << 31
+
+
+def _with_leading_space(
+    chunks: Iterator[TextChunk], tokenizer: Any, prefix: str
+) -> Iterator[TextChunk]:
+    """After an answer prefix (Continue), the first text gets back the space the streaming
+    detokenizer trims ("coffee" + " can" must not read "coffeecan")."""
+    if not prefix:
+        yield from chunks
+        return
+    first_token: int | None = None
+    spaced = False
+    try:
+        for chunk in chunks:
+            if first_token is None and chunk.token is not None:
+                first_token = chunk.token
+            if not spaced and chunk.text and first_token is not None:
+                spaced = True
+                text = restore_leading_space(tokenizer, first_token, chunk.text, prefix)
+                chunk = dataclasses.replace(chunk, text=text)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # the job is abandoned at once when the caller stops early
