@@ -29,6 +29,7 @@ from ..events import (
     StepStarted,
     Token,
     TurnError,
+    Waiting,
 )
 from .errors import APIError
 from .requests import ChatRequest
@@ -86,6 +87,8 @@ class Completion:
     # -- events -----------------------------------------------------------------------------
     def see(self, event: Event) -> dict[str, Any] | None:
         """Record one event; returns the trace entry to stream, if any."""
+        if isinstance(event, Waiting):  # queued behind other turns on the model
+            return {"event": "waiting", "position": event.position, "id": event.step_id}
         if isinstance(event, StepStarted):
             return {"event": "step_started", "id": event.step_id, "kind": event.kind,
                     "title": event.title, "path": event.path}  # fmt: skip

@@ -112,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         StepStarted,
         Token,
         TurnError,
+        Waiting,
         progress_text,
     )
     from ..runtime import runtime_from_args
@@ -168,6 +169,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 out.flush()
                 mid_line = not event.text.endswith("\n")
                 shown_steps.add(event.step_id)
+            elif isinstance(event, Waiting):
+                err.write(f"\r waiting for the model (position {event.position})")
+                err.flush()
+                progress_shown = True
             elif isinstance(event, Progress):
                 label = progress_text(event)
                 err.write(f"\r {label}")  # one line, rewritten in place

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from queue import Empty, Queue
 from typing import Any
 
 from ..backends.base import FinishReason, GenerationRequest, TextChunk
@@ -24,6 +25,7 @@ from .spacing import restore_leading_space
 from .stops import StopFilter
 
 log = logging.getLogger(__name__)
+_POLL_S = 0.05  # how often a queued call looks at its Stop
 
 
 class Server:
@@ -61,11 +63,14 @@ class Server:
         if cancel is not None and cancel.is_set():
             yield TextChunk("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
+        admitted: list[tuple[Slot, bool]] = []
         try:
-            slot, own = self._slot(request, cancel, waiting)
+            # While the call waits for a slot, chunks with ``waiting=N`` say where it stands.
+            yield from self._admit(request, cancel, waiting, admitted)
         except Cancelled:
             yield TextChunk("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
+        slot, own = admitted[0]
         try:
             chunks = self._generate(fitted.request, tokens, cancel, fitted.notice)
             yield from _with_leading_space(chunks, self.tokenizer, fitted.request.answer_prefix)
@@ -99,6 +104,61 @@ class Server:
                     f"logit_bias names token id {token}, outside the model's vocabulary "
                     f"(0..{vocabulary - 1})"
                 )
+
+    def _admit(
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event | None,
+        waiting: WaitingCallback | None,
+        admitted: list[tuple[Slot, bool]],
+    ) -> Iterator[TextChunk]:
+        """Take a slot (appended to ``admitted``); while queued, yield ``waiting`` chunks."""
+        current = self.queue.current()
+        if current is not None:
+            admitted.append((current, False))
+            return
+        queue = self.queue
+        if queue.running < queue.max_running and queue.waiting == 0:  # free: no wait to report
+            admitted.append((queue.acquire(request.cache_key, waiting, cancel), True))
+            return
+        positions: Queue[int] = Queue()
+        outcome: list[Slot | BaseException] = []
+        give_up = threading.Event()  # the turn's Stop, or a caller that let go of the stream
+
+        def told(position: int) -> None:
+            positions.put(position)
+            if waiting is not None:
+                waiting(position)
+
+        def acquire() -> None:
+            try:
+                outcome.append(queue.acquire(request.cache_key, told, give_up))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+            finally:
+                positions.put(0)
+
+        worker = threading.Thread(target=acquire, name="lollms-admit", daemon=True)
+        worker.start()
+        try:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    give_up.set()
+                try:
+                    position = positions.get(timeout=_POLL_S)
+                except Empty:
+                    continue
+                if position == 0:
+                    break
+                yield TextChunk("", waiting=position)
+        finally:
+            if not outcome:  # left while waiting: withdraw the request
+                give_up.set()
+            worker.join()
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        admitted.append((result, True))
 
     def _slot(
         self,
