@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .contracts import StepKind
 from .errors import LollmsError, PersonalityError, Problem
 from .loader import PERSONALITY_FILE, default_host, load_personality
 from .personality import Personality
 from .plugins import PluginHost
+from .providers import install_command, plugins_restricted_note
 from .yamldoc import MAX_TEXT_CHARS, check_graph, compose, construct_scalar
 
 try:
@@ -37,6 +39,24 @@ class Entry:
     path: Path
     origin: str
     error: str = ""
+    # Step kinds the pipeline uses that no loaded plugin provides but a known distribution does
+    # (its ``dependencies:``, or providers.KNOWN_PROVIDERS): the personality is unavailable until
+    # that plugin is installed (``install`` says how).
+    missing_kinds: tuple[str, ...] = ()
+    install: str = ""
+
+    @property
+    def unavailable(self) -> str:
+        """Why the personality cannot be used here ("" when it can), with the command to fix it."""
+        if not self.missing_kinds:
+            return ""
+        kinds = ", ".join(f"'{k}'" for k in self.missing_kinds)
+        plural = "s" if len(self.missing_kinds) > 1 else ""
+        return (
+            f"needs the step kind{plural} {kinds}, which no loaded plugin provides"
+            + (f": {self.install}" if self.install else "")
+            + plugins_restricted_note()
+        )
 
 
 def _folders_in(directory: Path) -> Iterator[Path]:
@@ -59,6 +79,9 @@ def _folders_in(directory: Path) -> Iterator[Path]:
 
 
 IDENTITY_KEYS = frozenset({"id", "name", "version", "category", "description"})
+# Also read when listing: which step kinds the pipelines use and which plugins they declare, so
+# that a personality whose plugin is gone is listed as unavailable rather than offered.
+USE_KEYS = frozenset({"pipeline", "pipelines", "dependencies"})
 
 
 def _identity(text: str, file: str) -> Any:
@@ -83,19 +106,35 @@ def _identity(text: str, file: str) -> Any:
         # Merge keys (`<<`) may bring identity keys in; the graph is checked: flattening is bounded.
         loader.flatten_mapping(root)
         for key_node, value_node in root.value:
-            if (
-                isinstance(key_node, yaml.ScalarNode)
-                and key_node.tag == "tag:yaml.org,2002:str"
-                and key_node.value in IDENTITY_KEYS
-                and isinstance(value_node, yaml.ScalarNode)
-            ):
-                data[key_node.value] = construct_scalar(value_node, file, (), loader)
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str":
+                if key_node.value in IDENTITY_KEYS and isinstance(value_node, yaml.ScalarNode):
+                    data[key_node.value] = construct_scalar(value_node, file, (), loader)
+                elif key_node.value in USE_KEYS:  # the graph is checked: walking it is bounded
+                    data[key_node.value] = _skeleton(value_node)
     finally:
         loader.dispose()
     return data
 
 
-def _summary(path: Path, origin: str) -> Entry:
+def _skeleton(node: yaml.Node, depth: int = 0) -> Any:
+    """Mappings, lists and the raw text of scalars: enough to see which step kinds a pipeline
+    uses, at a third of the cost of building it (listing stays fast)."""
+    if isinstance(node, yaml.ScalarNode):
+        return None if node.tag == "tag:yaml.org,2002:null" else node.value
+    if depth > 64:  # deeper than any real pipeline: not looked into
+        return None
+    if isinstance(node, yaml.SequenceNode):
+        return [_skeleton(item, depth + 1) for item in node.value]
+    if isinstance(node, yaml.MappingNode):
+        return {
+            k.value: _skeleton(v, depth + 1)
+            for k, v in node.value
+            if isinstance(k, yaml.ScalarNode)
+        }
+    return None
+
+
+def _summary(path: Path, origin: str, kinds: Mapping[str, StepKind]) -> Entry:
     try:
         if path.stat().st_size > 4 * MAX_TEXT_CHARS:  # UTF-8: at most 4 bytes a character
             raise PersonalityError(
@@ -112,6 +151,11 @@ def _summary(path: Path, origin: str) -> Entry:
         return Entry("", "", "", "", "", path, origin, f"unreadable: {first}")
     if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
         return Entry("", "", "", "", "", path, origin, "no 'id' key: run `lollms validate` on it")
+    missing = sorted(missing_kinds(data, kinds))
+    install = install_command(missing, data.get("dependencies")) if missing else ""
+    if not install:
+        # No known plugin provides it: a typo, most likely; loading it says so (did you mean...).
+        missing = []
     return Entry(
         id=data["id"],
         name=str(data.get("name", data["id"])),
@@ -120,7 +164,58 @@ def _summary(path: Path, origin: str) -> Entry:
         description=str(data.get("description", "")),
         path=path,
         origin=origin,
+        missing_kinds=tuple(missing),
+        install=install,
     )
+
+
+def missing_kinds(data: Mapping[str, Any], kinds: Mapping[str, StepKind]) -> set[str]:
+    """The step kinds ``data``'s pipelines use that ``kinds`` lacks (nested steps followed as
+    each known kind declares them; what an unknown kind holds is not looked into)."""
+    missing: set[str] = set()
+
+    def steps(items: Any) -> None:
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, str):
+                name, body = item, None
+            elif isinstance(item, dict) and len(item) == 1:
+                ((name, body),) = item.items()
+            else:
+                continue
+            if not isinstance(name, str):
+                continue
+            kind = kinds.get(name)
+            if kind is None:
+                missing.add(name)
+            elif isinstance(body, dict):
+                for key in kind.nested:
+                    nested(body.get(key))
+
+    def nested(value: Any) -> None:  # steps, name -> steps, or branches (as the loader reads them)
+        if isinstance(value, dict):
+            for inner in value.values():
+                nested(inner)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict) and not (len(item) == 1 and _looks_like_step(item)):
+                    for inner in item.values():  # a branch: its nested keys hold steps
+                        if isinstance(inner, list):
+                            steps(inner)
+                else:
+                    steps([item])
+
+    steps(data.get("pipeline"))
+    for sub in (
+        (data.get("pipelines") or {}).values() if isinstance(data.get("pipelines"), dict) else ()
+    ):
+        steps(sub)
+    return missing
+
+
+def _looks_like_step(item: Mapping[str, Any]) -> bool:
+    """A one-key mapping whose value is options (or nothing): a step, known kind or not."""
+    ((_name, body),) = item.items()
+    return body is None or isinstance(body, dict)
 
 
 class Catalog:
@@ -133,13 +228,21 @@ class Catalog:
         self.entries: list[Entry] = []
         self.conflicts: list[str] = []
         self.broken: list[Entry] = []
+        # Personalities whose pipeline needs a plugin that is not loaded: listed, never offered.
+        self.unavailable: list[Entry] = []
         self.missing: list[str] = []  # folders given that do not exist (a typo, most likely)
         self._loaded: dict[str, Personality] = {}
         by_id: dict[str, Entry] = {}
+        unavailable: dict[str, Entry] = {}
+        kinds = self.host.step_kinds
         for path, origin in self._sources(directories):
-            entry = _summary(path, origin)
+            entry = _summary(path, origin, kinds)
             if entry.error:
                 self.broken.append(entry)
+                continue
+            if entry.missing_kinds:
+                if entry.id not in by_id:
+                    unavailable.setdefault(entry.id, entry)
                 continue
             if entry.id in by_id:
                 first = by_id[entry.id]
@@ -153,6 +256,9 @@ class Catalog:
             by_id[entry.id] = entry
             self.entries.append(entry)
         self.entries.sort(key=lambda e: (e.category.lower(), e.name.lower()))
+        self.unavailable = sorted(
+            (e for e in unavailable.values() if e.id not in by_id), key=lambda e: e.id
+        )
         self._by_id = by_id
 
     def _sources(self, directories: Iterable[str | Path]) -> Iterator[tuple[Path, str]]:
@@ -181,6 +287,12 @@ class Catalog:
             return self._by_id[personality_id]
         except KeyError:
             import difflib
+
+            gone = next((e for e in self.unavailable if e.id == personality_id), None)
+            if gone is not None:
+                raise LollmsError(
+                    f"personality '{personality_id}' ({gone.path}) {gone.unavailable}"
+                ) from None
 
             close = difflib.get_close_matches(personality_id, list(self._by_id), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else " See `lollms list`."

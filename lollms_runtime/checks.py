@@ -175,12 +175,33 @@ class _Checker:
         self.fields(kind, {k: body[k] for k in kind.after_nested if k in body}, here, after)
         if kind.operations:
             self.operations(body.get(kind.operations), (*here, kind.operations), known)
+        if kind.check is not None:
+            self.kind_check(kind, body, here)
         ref = body.get(kind.pipeline_ref) if kind.pipeline_ref else None
         if isinstance(ref, str) and ref not in self.pipelines:
             close = difflib.get_close_matches(ref, sorted(self.pipelines), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "define it under pipelines:"
             self.problems.append(
                 self.doc.problem((*here, kind.pipeline_ref), f"no sub-pipeline named '{ref}'", hint)
+            )
+
+    def kind_check(self, kind: StepKind, body: Mapping[str, Any], here: Path_) -> None:
+        """The kind's own load-time check (``StepKind.check``), its problems located in the file."""
+        assert kind.check is not None
+        try:
+            found = list(kind.check(body))
+        except Exception as exc:  # a bug in a plugin: name it, rather than crash the loader
+            self.problems.append(
+                self.doc.problem(
+                    here,
+                    f"the check of step kind '{kind.name}' failed: {type(exc).__name__}: {exc}",
+                    "a bug in the plugin that registers it (`lollms plugins` names it)",
+                )
+            )
+            return
+        for problem in found:
+            self.problems.append(
+                self.doc.problem((*here, *problem.at), problem.message, problem.hint)
             )
 
     def fields(

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from .backends.base import ChatMessage, ImageBackend, Sampling, TextBackend
 from .contracts import PostProcessor, StepKind
 from .errors import LollmsError
-from .events import Event, ImageProduced, Progress, Reply, Token
+from .events import ArtifactProduced, Event, ImageProduced, Progress, Reply, Token
 from .knowledge.variables import TurnLore
 from .personality import Personality
 from .pipeline import default_pipeline, defined_names, streamed_ids
@@ -196,6 +196,15 @@ class StepContext:
 
     def image(self, path: Path, params: Mapping[str, Any] | None = None) -> ImageProduced:
         return ImageProduced(self.step_id, path, dict(params or {}))
+
+    def artifact(
+        self, path: Path, kind: str, mime: str, params: Mapping[str, Any] | None = None
+    ) -> ArtifactProduced:
+        """A file this step wrote that is not an image (``kind`` "audio", mime "audio/wav"): yield
+        it and the recorder keeps it with the answer. Write it under ``turn.artifacts_dir`` (only
+        files there are kept and served). ``params={"part": i}`` marks one piece of a file the step
+        also yields whole (a spoken sentence before the whole speech)."""
+        return ArtifactProduced(self.step_id, path, kind, mime, dict(params or {}))
 
     # -- backends and registered operations ----------------------------------------------------
     def text_backend(self) -> TextBackend:

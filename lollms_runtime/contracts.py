@@ -14,6 +14,16 @@ from .backends.base import ImageBackend, TextBackend
 
 
 @dataclass(frozen=True)
+class StepProblem:
+    """What a kind's ``check`` says is wrong with one step: the loader reports it with
+    file:line:col and the path, at ``at`` (keys inside the step's body, e.g. ``("server",)``)."""
+
+    message: str
+    hint: str = ""
+    at: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True)
 class StepKind:
     """A pipeline step kind: its name (the key in YAML), the JSON Schema of its body, and its runner.
 
@@ -62,6 +72,16 @@ class StepKind:
     pipeline_ref: str = ""
     # The key holding a list of post-processing operations (post_process: ops).
     operations: str = ""
+    # What the schema cannot say, checked each time a personality loads (the schema passed):
+    # ``check(body)`` returns :class:`StepProblem` s, e.g. a name the user has not configured.
+    # It must be quick and must not touch the network; it runs for every step of the kind.
+    check: Callable[[Mapping[str, Any]], Iterable[StepProblem]] | None = None
+    # Plumbing (assembling the reply, setting a variable): front ends leave it out of the trace
+    # unless it fails or the user asks for every step.
+    quiet: bool = False
+    # When the step fails or falls back, front ends put this word before its error in the answer
+    # itself (e.g. "Not painted"), so the user sees what is missing without opening the trace.
+    notice: str = ""
 
     def defined_names(self, body: Mapping[str, Any]) -> dict[str, str]:
         """The names ``body`` defines, each with the template text its value is made from."""

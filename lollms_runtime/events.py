@@ -72,6 +72,25 @@ class ImageProduced:
 
 
 @dataclass(frozen=True)
+class ArtifactProduced:
+    """A file a step wrote that is not an image (spoken audio, a document): the recorder keeps it
+    with the answer under ``kind`` and ``mime``, front ends link or play it. Images keep their own
+    event (:class:`ImageProduced`), which every front end shows inline."""
+
+    step_id: str
+    path: Path
+    kind: str  # what the file is to front ends: "audio", "file", ...
+    mime: str  # e.g. "audio/wav"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def part(self) -> bool:
+        """A piece of a larger file the same step also produces (``params["part"]``, e.g. one
+        spoken sentence): streamed for early playback; the whole file is the one to show."""
+        return self.params.get("part") is not None
+
+
+@dataclass(frozen=True)
 class Progress:
     """Progress of a long step (e.g. denoising steps of text_to_image)."""
 
@@ -79,6 +98,17 @@ class Progress:
     done: int
     total: int
     label: str = "progress"  # what the step is doing, in the runner's words: "painting"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The turn waits for the model (a queue of turns ahead of it): ``position`` 1 is next.
+
+    A backend with a turn queue emits it while the turn waits; front ends show *waiting
+    (position N)* instead of *running* until the next event arrives."""
+
+    position: int
+    step_id: str = ""
 
 
 def progress_text(event: Progress) -> str:
@@ -116,4 +146,15 @@ class Done:
     steps: int = 0
 
 
-Event = StepStarted | Token | StepFinished | ImageProduced | Progress | Reply | TurnError | Done
+Event = (
+    StepStarted
+    | Token
+    | StepFinished
+    | ImageProduced
+    | ArtifactProduced
+    | Progress
+    | Waiting
+    | Reply
+    | TurnError
+    | Done
+)

@@ -45,6 +45,11 @@ def register_commands(subparsers: Any, common: Any) -> None:
 
 
 @hookspec
+def describe_plugin(report: Any) -> None:
+    """Add a section to ``lollms plugins`` with ``report(title, lines)``: quick, offline (MCP servers)."""
+
+
+@hookspec
 def lollms_startup(runtime: Any) -> None:
     """Called once when a runtime (engine, store and backends) has been created."""
 

@@ -443,7 +443,15 @@ def _unknown_key(
         hint = (
             f"did you mean '{close[0]}'? " if close else ""
         ) + f"Known step kinds: {', '.join(kinds)}"
-        hint += "" if close else " (a plugin may provide it: see `lollms plugins`)"
+        if not close:
+            from .providers import install_command, plugins_restricted_note  # its plugin, if known
+
+            data = doc.data if isinstance(doc.data, dict) else {}
+            install = install_command([key], data.get("dependencies"))
+            if install:
+                hint += f" (it needs a plugin: {install}{plugins_restricted_note()})"
+            else:
+                hint += " (a plugin may provide it: see `lollms plugins`)"
         return doc.problem(path, f"unknown step kind '{key}'", hint, key=True)
     if where == "operation":
         ops = sorted(host.postprocessors)

@@ -11,7 +11,17 @@ from typing import Any
 
 from .backends.base import ChatMessage
 from .errors import LollmsError
-from .events import Done, Event, ImageProduced, Reply, Status, StepFinished, Token, TurnError
+from .events import (
+    ArtifactProduced,
+    Done,
+    Event,
+    ImageProduced,
+    Reply,
+    Status,
+    StepFinished,
+    Token,
+    TurnError,
+)
 from .store import LEAF, DiscussionStore, StoreError, StoreFull
 from .store.models import Message
 
@@ -39,7 +49,8 @@ class Recording:
     """One answer being saved: a new one, or an existing one being continued.
 
     ``answer_id`` exists as soon as the recording does, so a front end can show it at once;
-    ``images`` are the files kept with the answer (only those the store may serve).
+    ``images`` are the images kept with the answer (only those the store may serve), ``files``
+    the other artifacts (:class:`ArtifactProduced`: audio...), each as (path, kind, mime).
     """
 
     def __init__(
@@ -55,13 +66,18 @@ class Recording:
         self.store = store
         self.discussion_id = discussion_id
         self.images: list[Path] = []
+        self.files: list[tuple[Path, str, str]] = []
         self.finished = False
         if continue_id is not None:
             store.continue_answer(continue_id)
             self.answer_id = continue_id
             for artifact in store.artifacts(continue_id):
                 with contextlib.suppress(StoreError):
-                    self.images.append(store.resolve_artifact(artifact.path))
+                    path = store.resolve_artifact(artifact.path)
+                    if artifact.kind == "image":
+                        self.images.append(path)
+                    else:
+                        self.files.append((path, artifact.kind, artifact.mime or ""))
         else:
             self.answer_id = store.begin_answer(
                 discussion_id,
@@ -83,6 +99,8 @@ class Recording:
                     self._step(event)
                 elif isinstance(event, ImageProduced):
                     self._image(event.path, event.step_id, event.params)
+                elif isinstance(event, ArtifactProduced):
+                    self._file(event)
                 elif isinstance(event, Reply):
                     reply_text = event.text
                     for image in event.images:
@@ -138,6 +156,7 @@ class Recording:
             step_id=event.step_id,
             title=event.title,
             detail=event.detail,
+            path=event.path,
             status=event.status,
             output=None if event.answer else _jsonable(event.output),
             duration_s=event.duration,
@@ -157,6 +176,24 @@ class Recording:
             log.warning("image not kept: %s", exc)
             return
         self.images.append(path)
+
+    def _file(self, event: ArtifactProduced) -> None:
+        path = Path(event.path)
+        if any(p.resolve() == path.resolve() for p, _kind, _mime in self.files):
+            return
+        try:
+            self.store.add_artifact(
+                self.answer_id,
+                path,
+                kind=event.kind,
+                mime=event.mime,
+                params=_jsonable(dict(event.params)),
+                step_id=event.step_id,
+            )
+        except StoreError as exc:  # outside the store's folder: never served, so not kept
+            log.warning("%s not kept: %s", event.kind, exc)
+            return
+        self.files.append((path, event.kind, event.mime))
 
 
 def unexpected(exc: BaseException) -> str:

@@ -369,3 +369,148 @@ def test_a_folder_that_does_not_exist_is_named(
         f"warning: --personalities {tmp_path / 'typo'}: no such folder",
         f"warning: LOLLMS_PERSONALITIES_PATH: no such folder {tmp_path / 'nope'}",
     ]
+
+
+# -- personalities whose plugin is gone ------------------------------------------------------
+
+NEEDS_SPEECH = """\
+dependencies: [lollms-speech]
+pipeline:
+  - generate: {id: story}
+  - condition:
+      if: message
+      then:
+        - speak: {id: reading, text: "{{ story }}"}
+  - reply: {text: "{{ story }}"}
+"""
+NEEDS_MCP = "pipeline:\n  - tool: {id: t, server: calc, name: add}\n  - reply\n"
+
+
+@pytest.fixture
+def without_plugins(tmp_path: Path) -> Path:
+    """Personalities that need the speech and MCP plugins (nested and top-level), and one that
+    needs none; the one needing speech names its distribution, the other is known by its kind."""
+    root = tmp_path / "mixed"
+    write(root / "reader", "reader", "Reader", extra=NEEDS_SPEECH)
+    write(root / "helper", "helper", "Helper", extra=NEEDS_MCP)
+    write(root / "plain", "plain", "Plain")
+    # A kind no known plugin provides: a typo, listed as usual and refused at load with a hint.
+    write(root / "typo", "typo", "Typo", extra="pipeline:\n  - genrate: {id: x}\n")
+    return root
+
+
+def test_a_personality_whose_plugin_is_not_loaded_is_listed_unavailable_with_its_fix(
+    without_plugins: Path,
+) -> None:
+    env = {"LOLLMS_LOAD_PLUGINS": ""}  # the speech and MCP plugins are installed, not loaded
+    done = run_lollms("list", "--personalities", str(without_plugins), env=env)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    note = "; if it is installed, add its plugin to LOLLMS_LOAD_PLUGINS"
+    assert done.stdout.split("\n\n")[-1].splitlines() == [
+        "unavailable (a plugin they need is not loaded):",
+        "  helper  Helper  needs the step kind 'tool', which no loaded plugin provides: "
+        "lollms install lollms-mcp" + note,
+        "  reader  Reader  needs the step kind 'speak', which no loaded plugin provides: "
+        "lollms install lollms-speech" + note,
+    ]
+    table = done.stdout.split("\n\n")[0]
+    assert "plain" in table and "typo" in table  # the others are listed as usual
+    typo = run_lollms("run", "typo", "hi", "--personalities", str(without_plugins), env=env)
+    assert typo.returncode == 1 and "did you mean 'generate'?" in typo.stderr
+    listed = json.loads(
+        run_lollms("list", "--json", "--personalities", str(without_plugins), env=env).stdout
+    )
+    gone = {e["id"]: (e["missing_step_kinds"], e["install"]) for e in listed if "install" in e}
+    assert gone == {
+        "reader": (["speak"], "lollms install lollms-speech"),
+        "helper": (["tool"], "lollms install lollms-mcp"),
+    }
+    ran = run_lollms("run", "reader", "hi", "--personalities", str(without_plugins), env=env)
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr
+    assert ran.stderr.startswith(
+        f"error: personality 'reader' ({without_plugins / 'reader' / 'personality.yaml'}) "
+        "needs the step kind 'speak', which no loaded plugin provides: lollms install lollms-speech"
+    )
+    checked = run_lollms("validate", str(without_plugins / "reader"), env=env)
+    assert checked.returncode == 1
+    assert "unknown step kind 'speak'" in checked.stderr
+    assert "(it needs a plugin: lollms install lollms-speech" + note + ")" in checked.stderr
+
+
+def test_the_api_skips_a_personality_whose_plugin_is_not_loaded(
+    plugin_host: PluginHost, without_plugins: Path, tmp_path: Path
+) -> None:
+    """A real API on loopback over a built-ins-only host: not offered, and asked for by name it
+    says what to install."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from lollms_runtime.api.server import APIConfig, create_api
+    from lollms_runtime.api.serving import Served
+    from lollms_runtime.conversation import ConversationService
+    from lollms_runtime.runtime import Runtime
+    from lollms_runtime.store import Store
+
+    runtime = Runtime(host=plugin_host, personalities=[without_plugins])
+    assert "plain" in runtime.catalog.ids() and "reader" not in runtime.catalog.ids()
+    with pytest.raises(LollmsError, match="lollms install lollms-speech"):
+        runtime.catalog.get("reader")
+    store = Store(tmp_path / "d.sqlite3")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    app = create_api(
+        ConversationService(runtime, store), store.artifacts_root, APIConfig(keys=["k"])
+    )
+    served = Served(app, "127.0.0.1", port)
+    served.serve(block=False)
+    try:
+        headers = {"Authorization": "Bearer k"}
+        url = f"http://127.0.0.1:{port}/v1/models"
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            ids = [m["id"] for m in json.loads(r.read())["data"]]
+        assert "plain" in ids and "reader" not in ids and "helper" not in ids
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(urllib.request.Request(url + "/reader", headers=headers))
+        assert caught.value.code == 404
+        message = json.loads(caught.value.read())["error"]["message"]
+        assert message.startswith("personality 'reader' needs the step kind 'speak'")
+        assert "lollms install lollms-speech" in message
+    finally:
+        served.close()
+        store.close()
+
+
+def test_the_kinds_a_pipeline_needs_are_found_where_the_kinds_declare_steps(
+    plugin_host: PluginHost, tmp_path: Path
+) -> None:
+    from lollms_runtime.catalog import _identity, missing_kinds
+
+    text = textwrap.dedent(
+        """\
+        id: x
+        pipeline:
+          - speak
+          - condition:
+              if: message
+              then: [{tool: {server: s, name: n}}]
+              elif:
+                - {if: message, then: [{hum: null}]}
+              else: [reply]
+          - condition:
+              switch: message
+              cases: {a: [{whistle: {}}]}
+          - generate: {id: g, stop: [sing]}
+        pipelines:
+          sub: [{chant: {}}]
+        """
+    )
+    data = _identity(text)
+    assert missing_kinds(data, plugin_host.step_kinds) == {
+        "speak",
+        "tool",
+        "hum",
+        "whistle",
+        "chant",
+    }  # `sing` is data (a stop string), not a step

@@ -331,9 +331,10 @@ def test_the_recorder_stores_a_cancelled_step(tmp_path: Path) -> None:
 
 
 def test_the_app_shows_a_cancelled_step_as_stopped() -> None:
-    from lollms_runtime.app.turns import StepView, step_message
+    from lollms_runtime.app.trace import StepView, step_message
+    from lollms_runtime.events import Status
 
-    message = step_message(StepView("generate", "answer", status="cancelled", tokens=2))
+    message = step_message(StepView("generate", "answer", status=Status.CANCELLED, tokens=2))
     assert message["metadata"]["status"] == "done"
     assert message["metadata"]["log"] == "stopped · 2 tokens"
 

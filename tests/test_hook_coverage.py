@@ -25,6 +25,7 @@ HOOK_TESTS = {
         "test_knowledge_dense.py::test_a_plugin_embedding_backend_ranks_by_meaning_in_retrieve"
     ),
     "register_commands": "test_plugins.py::test_installed_plugin_personality_and_command",
+    "describe_plugin": "test_plugins.py::test_lollms_plugins_shows_what_plugins_describe",
     "lollms_startup": "test_plugins.py::test_lollms_startup_reaches_plugins",
     "lollms_turn_started": (
         "test_plugins.py::test_plugin_step_kind_and_operation_run_in_the_engine_and_lifecycle_hooks_fire"

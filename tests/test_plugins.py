@@ -7,12 +7,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from conftest import TEST_PLUGINS, run_lollms
 
-from lollms_runtime.contracts import PostProcessor, StepKind
+from lollms_runtime.contracts import PostProcessor, StepKind, StepProblem
 from lollms_runtime.engine import Engine, Turn
 from lollms_runtime.errors import PersonalityError
 from lollms_runtime.events import Done, Reply, StepFinished, Token
@@ -144,6 +144,86 @@ class Overrider:
 def test_a_plugin_may_override_a_builtin() -> None:
     host = host_with(Overrider())
     assert host.step_kinds["reply"].summary == "replaced"
+
+
+class Checking:
+    """A kind whose own load-time check knows what its schema cannot: which rooms exist."""
+
+    rooms: ClassVar[list[str]] = []
+
+    @staticmethod
+    def check(body: Any) -> list[StepProblem]:
+        if body["room"] == "boom":
+            raise RuntimeError("the plugin has a bug")
+        if body["room"] in Checking.rooms:
+            return []
+        return [StepProblem(f"no room '{body['room']}'", "rooms: hall, kitchen", ("room",))]
+
+    @hookimpl
+    def register_step_kinds(self, register: Any) -> None:
+        schema = {"type": "object", "properties": {"room": {"type": "string"}}}
+        register(StepKind("visit", schema, check=Checking.check))
+
+
+def test_a_kinds_load_time_check_reports_located_problems(tmp_path: Path) -> None:
+    Checking.rooms[:] = ["hall", "kitchen"]
+    host = host_with(Checking())
+    file = tmp_path / "p.yaml"
+
+    def load(room: str) -> Any:
+        steps = f"  - reply: {{text: hi}}\n  - condition:\n      if: message\n      then:\n        - visit: {{room: {room}}}\n"
+        file.write_text(f"schema: 1\nid: v\nname: V\npipeline:\n{steps}", encoding="utf-8")
+        return load_personality(file, host)
+
+    assert load("hall").pipeline
+    with pytest.raises(PersonalityError) as caught:
+        load("attic")  # nested steps are checked too
+    assert str(caught.value) == (
+        f"{file}:9:25: pipeline[1].condition.then[0].visit.room: no room 'attic'\n"
+        "    hint: rooms: hall, kitchen"
+    )
+    Checking.rooms.append("attic")  # read at each load: no new host needed
+    assert load("attic").pipeline
+    with pytest.raises(PersonalityError) as caught:
+        load("boom")
+    assert str(caught.value).startswith(
+        f"{file}:9:18: pipeline[1].condition.then[0].visit: the check of step kind 'visit' "
+        "failed: RuntimeError: the plugin has a bug"
+    )
+
+
+class DescribingBadly:
+    @hookimpl
+    def describe_plugin(self, report: Any) -> None:
+        raise OSError("cannot read rooms.json")
+
+
+def test_lollms_plugins_shows_what_plugins_describe(
+    test_plugin: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lollms_runtime import cli, loader
+
+    pm = get_plugin_manager(load_entry_points=False)
+    pm.register(test_plugin, name="rooms")
+    pm.register(DescribingBadly(), name="broken_rooms")
+    monkeypatch.setattr(loader, "_default_host", PluginHost(pm))
+    assert cli.main(["plugins", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    lines = ["shout: up to 3 times", "chorus: verses sung together"]
+    assert data["sections"] == [{"plugin": "rooms", "title": "Shouting", "lines": lines}]
+    assert data["failures"] == [
+        {
+            "name": "broken_rooms",
+            "stage": "describe_plugin",
+            "error": "OSError('cannot read rooms.json')",
+        }
+    ]
+    assert cli.main(["plugins"]) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith(
+        "\nShouting (rooms):\n  shout: up to 3 times\n  chorus: verses sung together\n"
+    )
+    assert err == "FAILED broken_rooms (describe_plugin): OSError('cannot read rooms.json')\n"
 
 
 class HalfRegistering:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lollms_runtime.store import NotFoundError, Store, StoreError, UnsafePathError
+from lollms_runtime.store.schema import LATEST
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_default_path_is_under_lollms_home(tmp_path: Path, monkeypatch: pytest.M
 def test_pragmas_wal_foreign_keys_and_schema_version(store: Store) -> None:
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST == 4
     conn.close()
     assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000

@@ -30,6 +30,8 @@ def launch(
     sampling: Mapping[str, Any] | None = None,
     api_keys: Sequence[str] = (),
     api: bool = True,
+    any_model: bool = False,
+    models: list[str] | None = None,
 ) -> Any:
     """Build the app, mount it beside the OpenAI-compatible API (``/v1``) and serve both on one
     port; returns the running server (when ``block`` is False), whose ``close()`` stops it."""
@@ -38,9 +40,9 @@ def launch(
 
     from ..api.server import APIConfig, create_api
     from ..api.serving import Served
-    from .ui import build_app
+    from .ui import CSS, build_app
 
-    demo, app = build_app(runtime, store, sampling)
+    demo, app = build_app(runtime, store, sampling, any_model=any_model, models=models)
     allowed = [str(store.artifacts_root), *(str(p) for p in app.asset_files())]
     store.artifacts_root.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=4)
@@ -62,6 +64,7 @@ def launch(
         show_error=True,
         ssr_mode=False,
         footer_links=["gradio"],
+        css=CSS,
     )
     served = Served(server, host, port).serve(block)
     served.demo = demo  # type: ignore[attr-defined]

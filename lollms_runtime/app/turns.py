@@ -6,7 +6,6 @@ imports gradio: messages are the plain dicts ``gr.Chatbot`` accepts (role, conte
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping
@@ -27,48 +26,43 @@ from ..events import (
     StepStarted,
     Token,
     TurnError,
-    progress_text,
+    Waiting,
 )
 from ..personality import Personality
 from ..recorder import unexpected
 from ..store import Message
+from .trace import Trace, progress_of, step_message
+
+__all__ = ["AnswerView", "Chat", "Shown", "error_text", "step_message"]
 
 log = logging.getLogger(__name__)
 
-PREVIEW_CHARS = 600
 ChatDict = dict[str, Any]
 
 
 @dataclass
-class StepView:
-    """One pipeline step as the trace shows it."""
-
-    kind: str
-    title: str
-    status: Status = Status.RUNNING
-    duration: float | None = None
-    tokens: int | None = None
-    detail: str = ""
-    error: str = ""
-    output: Any = None
-    progress: str = ""
-
-
-@dataclass
 class AnswerView:
-    """An answer being shown: its steps, text, images and any error."""
+    """An answer being shown: its trace (a tree of steps), text, images and any error."""
 
-    steps: dict[str, StepView] = field(default_factory=dict)
+    trace: Trace = field(default_factory=Trace)
     text: str = ""
     images: list[Path] = field(default_factory=list)
     error: str = ""
     status: Status = Status.RUNNING
+    waiting: int | None = None  # the turn's place in the model's queue, while it waits
+    key: str = "answer"  # makes the trace's message ids unique in the chat
 
-    def messages(self) -> list[ChatDict]:
-        """The answer as chat messages: one collapsible message per step, then text and images."""
-        out = [step_message(step) for step in self.steps.values()]
-        if self.text:
-            out.append({"role": "assistant", "content": self.text})
+    def messages(self, show_all: bool = False) -> list[ChatDict]:
+        """The answer as chat messages: the trace (collapsible, nested), then text and images."""
+        if self.status != Status.RUNNING:
+            self.trace.stop(self.status)
+        out = self.trace.messages(self.key, show_all)
+        text = self.text
+        notice = self.trace.painting_notice()
+        if notice and self.status != Status.RUNNING:
+            text = f"{text}\n\n{notice}" if text else notice
+        if text:
+            out.append({"role": "assistant", "content": text})
         for image in self.images:
             out.append({"role": "assistant", "content": {"path": str(image)}})
         if self.error:
@@ -77,43 +71,11 @@ class AnswerView:
             out.append({"role": "assistant", "content": "*(stopped)*"})
         elif self.status == Status.INTERRUPTED:
             out.append({"role": "assistant", "content": "*(interrupted: regenerate to retry)*"})
-        if not out and self.status == Status.RUNNING:
+        if self.status == Status.RUNNING and self.waiting is not None and not text:
+            out.append({"role": "assistant", "content": f"*waiting (position {self.waiting})…*"})
+        elif not out and self.status == Status.RUNNING:
             out.append({"role": "assistant", "content": "…"})
         return out
-
-
-def _preview(output: Any) -> str:
-    if output is None:
-        return ""
-    text = output if isinstance(output, str) else json.dumps(output, default=str, indent=1)
-    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
-
-
-def step_message(step: StepView) -> ChatDict:
-    """A step as a collapsible chat message (Gradio's ``metadata`` title/status/duration/log)."""
-    done = step.status != Status.RUNNING
-    # A step cut short by Stop is shown as stopped, like the answer, not as failed.
-    log_parts = [("stopped" if step.status == Status.CANCELLED else step.status.value)]
-    if step.tokens:
-        log_parts.append(f"{step.tokens} tokens")
-    if step.detail:
-        log_parts.append(step.detail)
-    if step.progress and not done:
-        log_parts.append(step.progress)
-    body = []
-    if step.error:
-        body.append(f"**error:** {step.error}")
-    preview = _preview(step.output)
-    if preview:
-        body.append(f"```\n{preview}\n```")
-    metadata: dict[str, Any] = {
-        "title": f"{step.kind} · {step.title}" if step.title else step.kind,
-        "status": "done" if done else "pending",
-        "log": " · ".join(log_parts),
-    }
-    if step.duration is not None:
-        metadata["duration"] = round(step.duration, 2)
-    return {"role": "assistant", "content": "\n\n".join(body) or " ", "metadata": metadata}
 
 
 def error_text(message: str, hint: str = "") -> str:
@@ -132,8 +94,9 @@ class Shown:
 class Chat:
     """The app's view of the conversation service: it runs turns and draws them as chat."""
 
-    def __init__(self, service: ConversationService) -> None:
+    def __init__(self, service: ConversationService, show_all: bool = False) -> None:
         self.service = service
+        self.show_all = show_all  # the trace shows reply and set steps too
 
     # -- showing a discussion ---------------------------------------------------------------------
 
@@ -145,25 +108,23 @@ class Chat:
 
     def stored_answer(self, message: Message) -> AnswerView:
         """A saved answer as an :class:`AnswerView`."""
-        view = AnswerView(text=message.content, status=message.status)
-        for step in self.service.steps(message.id):
-            view.steps[f"{step.position}"] = StepView(
-                kind=step.kind,
-                title=step.title,
-                detail=step.detail,
-                status=step.status,
-                duration=step.duration_s,
-                tokens=step.generation_tokens,
-                error=step.error or "",
-                output=step.output,
-            )
+        view = AnswerView(
+            trace=Trace.from_steps(self.service.steps(message.id)),
+            text=message.content,
+            status=message.status,
+            key=message.id,
+        )
         view.images = self.service.images(message.id)
         if message.status == Status.FAILED:
             view.error = error_text(message.error or "the answer failed")
         return view
 
     def show(
-        self, personality: Personality, discussion_id: str | None, leaf_id: str | None = None
+        self,
+        personality: Personality,
+        discussion_id: str | None,
+        leaf_id: str | None = None,
+        show_all: bool | None = None,
     ) -> Shown:
         """The messages of a discussion's active branch, or up to ``leaf_id`` (welcome first)."""
         messages = self.welcome(personality)
@@ -175,7 +136,9 @@ class Chat:
                 messages.append({"role": "user", "content": message.content})
                 ids.append(message.id)
             elif message.role == "assistant":
-                shown = self.stored_answer(message).messages()
+                shown = self.stored_answer(message).messages(
+                    self.show_all if show_all is None else show_all
+                )
                 messages += shown
                 ids += [message.id] * len(shown)
         return Shown(messages, ids)
@@ -275,11 +238,12 @@ class Chat:
         """Yield the chat after each visible change of ``turn``'s answer."""
         discussion_id, answer_id = turn.discussion_id, turn.answer_id
         assert discussion_id is not None and answer_id is not None  # a saved turn
+        view.key = answer_id  # the same message ids as when the answer is reopened
         before = self.show(personality, discussion_id, turn.user_id)
 
         def shown() -> Shown:
             view.images = turn.images
-            live = view.messages()
+            live = view.messages(self.show_all)
             return Shown(before.messages + live, before.ids + [answer_id] * len(live))
 
         status = Status.OK
@@ -312,26 +276,21 @@ class Chat:
     def _apply(self, event: Event, view: AnswerView) -> bool:
         """Update ``view`` with one event (the service saves it); True if the chat should redraw."""
         if isinstance(event, StepStarted):
-            view.steps[event.step_id + event.path] = StepView(event.kind, event.title)
+            view.trace.start(event)
+            view.waiting = None
+        elif isinstance(event, Waiting):
+            view.waiting = event.position
         elif isinstance(event, Token):
             if not event.visible:
                 return False
             view.text += event.text
         elif isinstance(event, Progress):
-            step = self._find(view, event.step_id)
+            step = view.trace.running(event.step_id)
             if step is None:
                 return False
-            step.progress = progress_text(event)
+            progress_of(step, event)
         elif isinstance(event, StepFinished):
-            step = view.steps.setdefault(
-                event.step_id + event.path, StepView(event.kind, event.title)
-            )
-            step.status = event.status
-            step.duration = event.duration
-            step.tokens = event.generation_tokens or None
-            step.detail = event.detail
-            step.error = event.error
-            step.output = None if event.answer else event.output
+            view.trace.finish(event)
         elif isinstance(event, ImageProduced):
             pass  # the service keeps it (if the store may serve it); shown() picks it up
         elif isinstance(event, Reply):
@@ -341,9 +300,3 @@ class Chat:
         else:
             return False
         return True
-
-    def _find(self, view: AnswerView, step_id: str) -> StepView | None:
-        for key, step in reversed(view.steps.items()):
-            if key.startswith(step_id):
-                return step
-        return None

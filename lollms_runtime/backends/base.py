@@ -93,6 +93,8 @@ class TextChunk:
     # What the step's trace should say about this call: a field the endpoint refused, or the
     # oldest messages left out to fit the model's context (set on the first or last chunk).
     note: str = ""
+    # Set (with no text) while the call waits for the model: its place in the queue, 1 is next.
+    waiting: int = 0
 
 
 @dataclass(frozen=True)

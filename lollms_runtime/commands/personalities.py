@@ -39,12 +39,26 @@ def cmd_list(args: argparse.Namespace) -> int:
                         "path": str(e.path),
                     }
                     for e in entries
+                ]
+                + [
+                    {
+                        "id": e.id,
+                        "name": e.name,
+                        "version": e.version,
+                        "category": e.category,
+                        "origin": e.origin,
+                        "path": str(e.path),
+                        "unavailable": e.unavailable,
+                        "missing_step_kinds": list(e.missing_kinds),
+                        "install": e.install,
+                    }
+                    for e in catalog.unavailable
                 ],
                 indent=2,
             )
         )
     else:
-        if not entries:
+        if not entries and not catalog.unavailable:
             print(
                 "No personalities found. Install one (pip install ...) or pass --personalities DIR."
             )
@@ -65,6 +79,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                 print(
                     "  ".join(c.ljust(w) for c, w in zip(cells, [*widths, 0], strict=True)).rstrip()
                 )
+        if catalog.unavailable:
+            # Their plugin was uninstalled (or not loaded): say what brings each one back.
+            print("\nunavailable (a plugin they need is not loaded):")
+            for e in catalog.unavailable:
+                print(f"  {e.id}  {e.name}  {e.unavailable}")
     _warn(catalog.missing)
     _warn(catalog.conflicts)
     _warn([f"{e.path}: {e.error}" for e in catalog.broken])
@@ -94,9 +113,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if p.settings:
         print("\nsettings:")
         for s in p.settings.values():
-            print(
-                f"  {s.name} ({s.type}, default {s.default!r}){': ' + s.description if s.description else ''}"
-            )
+            print(_setting_line(s))
     from ..pipeline import default_pipeline
 
     steps = [next(iter(step)) for step in p.pipeline or default_pipeline()]
@@ -237,3 +254,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="name of the personality, e.g. 'Chef Bot'")
     p.add_argument("--to", default=".", help="folder to create it in (default: here)")
     p.add_argument("--author", default="you", help="author written into the file")
+
+
+def _setting_line(s: Any) -> str:
+    """One setting as `lollms show` lists it: type, what it accepts, default, then its help,
+    e.g. ``  width (integer, one of 256 | 512 | 768, default 512): Image width``."""
+    allowed = ""
+    if s.enum is not None:
+        allowed = "one of " + " | ".join(repr(v) if isinstance(v, str) else str(v) for v in s.enum)
+    elif s.type in ("integer", "number") and s.minimum is not None and s.maximum is not None:
+        allowed = f"{s.minimum} to {s.maximum}"
+    elif s.type in ("integer", "number") and s.minimum is not None:
+        allowed = f"at least {s.minimum}"
+    elif s.type in ("integer", "number") and s.maximum is not None:
+        allowed = f"at most {s.maximum}"
+    kind = ", ".join(t for t in (s.type, allowed, f"default {s.default!r}") if t)
+    named = s.label.lower() == s.name.replace("_", " ").lower()
+    about = " — ".join(t for t in ("" if named else s.label, s.description) if t)
+    return f"  {s.name} ({kind})" + (f": {about}" if about else "")

@@ -30,17 +30,47 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         "image_backends": sorted(host.image_backends),
     }
     failures = [{"name": f.name, "stage": f.stage, "error": f.error} for f in host.failures]
+    sections = _described(host, failures)
     if args.json:
-        print(json.dumps({"plugins": plugins, **registered, "failures": failures}, indent=2))
+        print(
+            json.dumps(
+                {"plugins": plugins, **registered, "sections": sections, "failures": failures},
+                indent=2,
+            )
+        )
         return 0
     for p in plugins:
         print(f"{p['name']}: {', '.join(p['hooks'])}")
     print()
     for key, names in registered.items():
         print(f"{key.replace('_', ' ')}: {', '.join(names) or '-'}")
-    for f in host.failures:
-        print(f"FAILED {f.name} ({f.stage}): {f.error}", file=sys.stderr)
+    for section in sections:
+        print(f"\n{section['title']} ({section['plugin']}):")
+        for line in section["lines"]:
+            print(f"  {line}")
+    for f in failures:
+        print(f"FAILED {f['name']} ({f['stage']}): {f['error']}", file=sys.stderr)
     return 0
+
+
+def _described(host: Any, failures: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """What plugins add to this listing (``describe_plugin``), each section named by its plugin;
+    a plugin whose hook raises is reported among the failures, the others still shown."""
+    sections: list[dict[str, Any]] = []
+    for impl in host.pm.hook.describe_plugin.get_hookimpls():
+
+        def report(title: str, lines: Any, plugin: str = impl.plugin_name) -> None:
+            sections.append(
+                {"plugin": plugin, "title": str(title), "lines": [str(x) for x in lines]}
+            )
+
+        try:
+            impl.function(report=report)
+        except Exception as exc:  # a plugin's bug must not hide what the others registered
+            failures.append(
+                {"name": impl.plugin_name, "stage": "describe_plugin", "error": f"{exc!r}"}
+            )
+    return sections
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -36,6 +36,28 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _traced(event: Any, trace: bool) -> bool:
+    """Whether ``event`` prints a line on stderr (then an open answer line is closed first)."""
+    from ..events import ImageProduced, StepFinished, StepStarted, TurnError
+
+    if isinstance(event, (ImageProduced, TurnError)):
+        return True
+    if isinstance(event, StepFinished) and _notice(event):
+        return True
+    return trace and isinstance(event, (StepStarted, StepFinished))
+
+
+def _notice(event: Any) -> str:
+    """The word its kind declares for a step that failed or fell back (a painting step says
+    "Not painted": ``on_error: continue`` lets the answer go on without the picture)."""
+    if event.status not in ("failed", "fallback") or not event.error:
+        return ""
+    from ..loader import default_host
+
+    kind = default_host().step_kinds.get(event.kind)
+    return kind.notice if kind is not None else ""
+
+
 def _event_json(event: Any) -> str:
     data = asdict(event)
     data["event"] = type(event).__name__
@@ -82,6 +104,7 @@ def _attach(discussion_id: str, files: list[str]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..conversation import ConversationService
     from ..events import (
+        ArtifactProduced,
         Done,
         ImageProduced,
         Progress,
@@ -90,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         StepStarted,
         Token,
         TurnError,
+        Waiting,
         progress_text,
     )
     from ..runtime import runtime_from_args
@@ -102,7 +126,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     cancel = threading.Event()
     out, err = sys.stdout, sys.stderr
+    # Piped or redirected, the answer is printed once, whole: a post-processed reply would
+    # otherwise follow its streamed draft.
+    stream = not args.no_stream and out.isatty()
     streamed: list[str] = []
+    mid_line = False  # the answer on stdout has a line still open
+    shown_steps: set[str] = set()  # steps whose text streamed to stdout
     failed = False
     settings, sampling = _parse_settings(args.set), _sampling(args)
     if settings:  # a typo in --set NAME would otherwise be ignored
@@ -121,10 +150,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         service = ConversationService(runtime, Store())
         events = _saved_turn(service, args, settings, sampling, cancel)
         before = events.prefix
-        if before and not args.json and not args.no_stream:
+        if before and not args.json and stream:
             streamed.append(before)  # the answer so far, then what the model adds
             out.write(before)
             out.flush()
+            mid_line = not before.endswith("\n")
     progress_shown = False
     try:
         for event in events:
@@ -132,13 +162,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(_event_json(event), flush=True)
                 failed = failed or isinstance(event, TurnError)
                 continue
+            if mid_line and _traced(event, args.trace):
+                out.write("\n")  # the trace goes on its own lines, not inside the answer
+                out.flush()
+                mid_line = False
             if progress_shown and not isinstance(event, Progress):
                 err.write("\n")  # end the progress line before anything else is printed
                 progress_shown = False
-            if isinstance(event, Token) and event.visible and not args.no_stream:
+            if isinstance(event, Token) and event.visible and stream:
                 streamed.append(event.text)
                 out.write(event.text)
                 out.flush()
+                mid_line = not event.text.endswith("\n")
+                shown_steps.add(event.step_id)
+            elif isinstance(event, Waiting):
+                err.write(f"\r waiting for the model (position {event.position})")
+                err.flush()
+                progress_shown = True
             elif isinstance(event, Progress):
                 label = progress_text(event)
                 err.write(f"\r {label}")  # one line, rewritten in place
@@ -146,6 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 progress_shown = True
             elif isinstance(event, StepStarted) and args.trace:
                 print(f"\n▶ {event.kind} {event.title}  [{event.path}]", file=err, flush=True)
+            elif isinstance(event, StepFinished) and not args.trace and _notice(event):
+                print(f"\n{_notice(event).lower()}: {event.error}", file=err, flush=True)
             elif isinstance(event, StepFinished) and args.trace:
                 tokens = f", {event.generation_tokens} tokens" if event.generation_tokens else ""
                 line = f"{'✓' if event.status == 'ok' else '•'} {event.title}: {event.status} ({event.duration:.2f}s{tokens})"
@@ -154,7 +196,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if event.error:
                     line += f" — {event.error}"
                 print(line, file=err, flush=True)
-                if event.output is not None and not event.answer:
+                # A step whose text streamed above is not printed a second time.
+                if (
+                    event.output is not None
+                    and not event.answer
+                    and event.step_id not in shown_steps
+                ):
                     shown = (
                         event.output
                         if isinstance(event.output, str)
@@ -163,9 +210,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print("  " + shown[:500].replace("\n", "\n  "), file=err, flush=True)
             elif isinstance(event, ImageProduced):
                 print(f"\n[image] {event.path}", file=err, flush=True)
+            elif isinstance(event, ArtifactProduced) and not event.part:
+                print(f"\n[{event.kind}] {event.path}", file=err, flush=True)
             elif isinstance(event, Reply):
                 final = event.text
-                if args.no_stream or not streamed:
+                if not stream or not streamed:
                     out.write(final)
                 elif "".join(streamed).strip() != final:
                     # The pipeline post-processed the streamed draft: show what the reply really is.
@@ -173,6 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 for image in event.images:
                     out.write(f"\n[image] {Path(image)}")
                 out.write("\n")
+                mid_line = False
             elif isinstance(event, TurnError):
                 failed = True
                 print(f"\nerror: {event.message}", file=err)

@@ -49,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sampling=sampling,
             api_keys=keys,
             api=not refusal,
+            any_model=args.any_model,
         )
     finally:
         store.close()
@@ -81,6 +82,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--max-tokens",
         type=sampling_value("max_tokens", int),
         help="start the sampling panel at this many tokens per step",
+    )
+    p.add_argument(
+        "--any-model",
+        action="store_true",
+        help="let a page run any model path or Hugging Face id (default: only the models "
+        "`lollms models` lists and --model); each tab and discussion keeps its own model",
     )
     add_api_key_option(p)
     p.set_defaults(handler=cmd_serve)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..backends.base import ChatMessage, GenerationRequest, ImageRequest
 from ..context import Cancelled, StepContext, StepError, StepGen
+from ..events import Waiting
 from ..knowledge.limits import KnowledgeError
 from ..knowledge.turn import with_knowledge
 
@@ -77,6 +78,9 @@ def run_generate(ctx: StepContext, body: Mapping[str, Any]) -> StepGen:
             last = chunk
             if chunk.note and chunk.note not in notes:
                 notes.append(chunk.note)
+            if chunk.waiting:  # queued behind other users' turns: front ends say so
+                yield Waiting(chunk.waiting, ctx.step_id)
+                continue
             if chunk.text:
                 parts.append(chunk.text)
                 yield ctx.token(chunk.text, visible)

@@ -268,6 +268,7 @@ pipeline:
 
 TEXT_TO_IMAGE = StepKind(
     name="text_to_image",
+    notice="Not painted",
     run=_runner("run_text_to_image"),
     summary="Paint images from a prompt with an image backend.",
     schema={
@@ -310,6 +311,7 @@ pipeline:
 
 REPLY = StepKind(
     name="reply",
+    quiet=True,
     run=_runner("run_reply"),
     summary="What the user sees: text, images, and which step outputs the trace shows.",
     schema={
@@ -356,6 +358,7 @@ def _for_each_scope(body: Mapping[str, Any]) -> tuple[str, ...]:
 
 SET = StepKind(
     name="set",
+    quiet=True,
     run=_runner("run_set"),
     summary="Set variables (values or templates) for later steps.",
     schema={

@@ -8,10 +8,12 @@ detokenizes what comes back, on the caller's thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from queue import Empty, Queue
 from typing import Any
 
 from ..backends.base import FinishReason, GenerationRequest, TextChunk
@@ -19,9 +21,11 @@ from .batching import BatchEngine, ChooseJob, GenerateJob
 from .context_window import context_window, fit_request
 from .prompt_cache import PromptCacheStore
 from .scheduler import Cancelled, Slot, TurnQueue, WaitingCallback
+from .spacing import restore_leading_space
 from .stops import StopFilter
 
 log = logging.getLogger(__name__)
+_POLL_S = 0.05  # how often a queued call looks at its Stop
 
 
 class Server:
@@ -59,13 +63,17 @@ class Server:
         if cancel is not None and cancel.is_set():
             yield TextChunk("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
+        admitted: list[tuple[Slot, bool]] = []
         try:
-            slot, own = self._slot(request, cancel, waiting)
+            # While the call waits for a slot, chunks with ``waiting=N`` say where it stands.
+            yield from self._admit(request, cancel, waiting, admitted)
         except Cancelled:
             yield TextChunk("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
+        slot, own = admitted[0]
         try:
-            yield from self._generate(fitted.request, tokens, cancel, fitted.notice)
+            chunks = self._generate(fitted.request, tokens, cancel, fitted.notice)
+            yield from _with_leading_space(chunks, self.tokenizer, fitted.request.answer_prefix)
         finally:
             if own:
                 self.queue.release(slot)
@@ -96,6 +104,61 @@ class Server:
                     f"logit_bias names token id {token}, outside the model's vocabulary "
                     f"(0..{vocabulary - 1})"
                 )
+
+    def _admit(
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event | None,
+        waiting: WaitingCallback | None,
+        admitted: list[tuple[Slot, bool]],
+    ) -> Iterator[TextChunk]:
+        """Take a slot (appended to ``admitted``); while queued, yield ``waiting`` chunks."""
+        current = self.queue.current()
+        if current is not None:
+            admitted.append((current, False))
+            return
+        queue = self.queue
+        if queue.running < queue.max_running and queue.waiting == 0:  # free: no wait to report
+            admitted.append((queue.acquire(request.cache_key, waiting, cancel), True))
+            return
+        positions: Queue[int] = Queue()
+        outcome: list[Slot | BaseException] = []
+        give_up = threading.Event()  # the turn's Stop, or a caller that let go of the stream
+
+        def told(position: int) -> None:
+            positions.put(position)
+            if waiting is not None:
+                waiting(position)
+
+        def acquire() -> None:
+            try:
+                outcome.append(queue.acquire(request.cache_key, told, give_up))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+            finally:
+                positions.put(0)
+
+        worker = threading.Thread(target=acquire, name="lollms-admit", daemon=True)
+        worker.start()
+        try:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    give_up.set()
+                try:
+                    position = positions.get(timeout=_POLL_S)
+                except Empty:
+                    continue
+                if position == 0:
+                    break
+                yield TextChunk("", waiting=position)
+        finally:
+            if not outcome:  # left while waiting: withdraw the request
+                give_up.set()
+            worker.join()
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        admitted.append((result, True))
 
     def _slot(
         self,
@@ -196,3 +259,28 @@ def _vocabulary_size(tokenizer: Any) -> int:
     if isinstance(size, int) and size > 0:
         return max(size, len(tokenizer.get_vocab()) if hasattr(tokenizer, "get_vocab") else 0)
     return 1 << 31
+
+
+def _with_leading_space(
+    chunks: Iterator[TextChunk], tokenizer: Any, prefix: str
+) -> Iterator[TextChunk]:
+    """After an answer prefix (Continue), the first text gets back the space the streaming
+    detokenizer trims ("coffee" + " can" must not read "coffeecan")."""
+    if not prefix:
+        yield from chunks
+        return
+    first_token: int | None = None
+    spaced = False
+    try:
+        for chunk in chunks:
+            if first_token is None and chunk.token is not None:
+                first_token = chunk.token
+            if not spaced and chunk.text and first_token is not None:
+                spaced = True
+                text = restore_leading_space(tokenizer, first_token, chunk.text, prefix)
+                chunk = dataclasses.replace(chunk, text=text)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # the job is abandoned at once when the caller stops early

@@ -90,6 +90,7 @@ def step_from(row: sqlite3.Row) -> Step:
         generation_tokens=row["generation_tokens"],
         error=row["error"],
         detail=row["detail"],
+        path=row["path"],
     )
 
 

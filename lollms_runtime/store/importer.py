@@ -56,8 +56,8 @@ def insert(
         for s in parsed.steps.get(m.id, []):
             c.execute(
                 "INSERT INTO steps (message_id, position, step_id, kind, title, output, status,"
-                " duration_s, prompt_tokens, generation_tokens, error, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " duration_s, prompt_tokens, generation_tokens, error, detail, path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     ids[m.id],
                     s.position,
@@ -71,6 +71,7 @@ def insert(
                     s.generation_tokens,
                     s.error,
                     s.detail,
+                    s.path,
                 ),
             )
         for a in parsed.artifacts.get(m.id, []):

@@ -76,6 +76,7 @@ class Step:
     generation_tokens: int | None = None
     error: str | None = None
     detail: str = ""  # e.g. the branch a condition took, the iterations of a loop
+    path: str = ""  # where the step is written, e.g. pipeline[2].condition.then[0]
 
 
 @dataclass(frozen=True)

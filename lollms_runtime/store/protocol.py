@@ -113,6 +113,7 @@ class DiscussionStore(Protocol):
         generation_tokens: int | None = None,
         error: str | None = None,
         detail: str = "",
+        path: str = "",
     ) -> Step: ...
 
     def steps(self, message_id: str) -> list[Step]: ...

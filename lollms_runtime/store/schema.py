@@ -184,7 +184,15 @@ V3 = Migration(
     rebuilds=True,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3)
+# Where each step is written (``pipeline[2].for_each[1].do[0]``), so a reopened answer's trace
+# nests its steps under their parents exactly as the live one did.
+V4 = Migration(
+    version=4,
+    description="steps keep their path in the pipeline",
+    statements=("ALTER TABLE steps ADD COLUMN path TEXT NOT NULL DEFAULT ''",),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4)
 LATEST = MIGRATIONS[-1].version
 
 

@@ -32,6 +32,7 @@ class StepStore(AnswerStore):
         generation_tokens: int | None = None,
         error: str | None = None,
         detail: str = "",
+        path: str = "",
     ) -> Step:
         """Record a pipeline step of an answer (after the previous ones); returns it."""
         _check_step_status(status)
@@ -43,8 +44,8 @@ class StepStore(AnswerStore):
             ).fetchone()[0]
             cur = c.execute(
                 "INSERT INTO steps (message_id, position, step_id, kind, title, output, status,"
-                " duration_s, prompt_tokens, generation_tokens, error, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " duration_s, prompt_tokens, generation_tokens, error, detail, path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message_id,
                     position,
@@ -58,6 +59,7 @@ class StepStore(AnswerStore):
                     generation_tokens,
                     error,
                     detail,
+                    path,
                 ),
             )
             n = cur.lastrowid

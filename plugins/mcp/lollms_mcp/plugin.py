@@ -11,7 +11,7 @@ import sys
 from collections.abc import Generator, Mapping
 from typing import Any
 
-from lollms_runtime.contracts import StepKind
+from lollms_runtime.contracts import StepKind, StepProblem
 from lollms_runtime.plugins import hookimpl
 
 from .config import McpConfigError, config_path, load_servers
@@ -61,36 +61,45 @@ def _render(ctx: Any, value: Any) -> Any:
     return value
 
 
-def server_schema() -> dict[str, Any]:
-    """The ``server`` option: one of the servers configured now, so that a personality naming
-    another one is refused at load, with file:line:col (the contract has no load-time check hook)."""
+def check_tool(body: Mapping[str, Any]) -> list[StepProblem]:
+    """The load-time check (``StepKind.check``): the step names a server the user configured.
+
+    Read at every load, so a server added to mcp.json counts at once (no restart, no cache).
+    """
+    import difflib
+
+    server = body.get("server")
+    if not isinstance(server, str):
+        return []  # the schema said so already
     path = config_path()
     try:
         names = sorted(load_servers(path))
     except McpConfigError as exc:
         first = str(exc).splitlines()[0]
-        return {
-            "type": "string",
-            "pattern": "(?!)",
-            "description": f"The MCP servers cannot be read: {first}",
-        }
+        return [
+            StepProblem(
+                f"the MCP servers cannot be read: {first}",
+                "fix the file; `lollms mcp list` reads it",
+                ("server",),
+            )
+        ]
+    if server in names:
+        return []
     if not names:
-        return {
-            "type": "string",
-            "pattern": "(?!)",  # nothing matches: no server is configured
-            "description": f"No MCP server is configured: add it under mcpServers in {path}.",
-        }
-    return {
-        "type": "string",
-        "enum": names,
-        "description": f"An MCP server configured in {path}.",
-    }
+        hint = f"no MCP server is configured: add it under mcpServers in {path}"
+    else:
+        close = difflib.get_close_matches(server, names, n=1)
+        hint = (f"did you mean '{close[0]}'? " if close else "") + (
+            f"configured in {path}: {', '.join(names)}"
+        )
+    return [StepProblem(f"MCP server '{server}' is not configured", hint, ("server",))]
 
 
 def tool_kind() -> StepKind:
     return StepKind(
         name="tool",
         run=run_tool,
+        check=check_tool,
         summary="Call a tool of an MCP server the user configured; its result is the step's "
         "output (lollms-mcp plugin).",
         schema={
@@ -98,7 +107,10 @@ def tool_kind() -> StepKind:
             "additionalProperties": False,
             "required": ["server", "name"],
             "properties": {
-                "server": server_schema(),
+                "server": {
+                    **NAME,
+                    "description": "An MCP server configured in mcp.json (`lollms mcp list`).",
+                },
                 "name": {**NAME, "description": "The tool's name (`lollms mcp list` shows them)."},
                 "arguments": {
                     "type": "object",
@@ -123,6 +135,22 @@ pipeline:
 @hookimpl
 def register_step_kinds(register: Any) -> None:
     register(tool_kind())
+
+
+@hookimpl(optionalhook=True)  # the hook is newer than some lollms-runtime releases
+def describe_plugin(report: Any) -> None:
+    """``lollms plugins`` shows the configured servers (read from mcp.json, never contacted)."""
+    path = config_path()
+    try:
+        servers = load_servers(path)
+    except McpConfigError as exc:
+        report(f"MCP servers in {path}", [f"cannot be read: {str(exc).splitlines()[0]}"])
+        return
+    lines = [f"{s.name}  ({s.describe()})" for s in servers.values()]
+    report(
+        f"MCP servers in {path}",
+        lines or ["none configured: add one under mcpServers; `lollms mcp list` shows their tools"],
+    )
 
 
 @hookimpl

@@ -140,26 +140,36 @@ def test_a_broken_config_says_where(home: Path, text: str, message: str) -> None
 def test_a_personality_naming_an_unconfigured_server_is_refused_at_load(
     home: Path, tmp_path: Path
 ) -> None:
+    """The kind's load-time check (StepKind.check) reads mcp.json at each load: one host sees
+    the servers as they are now, and every problem says file:line:col."""
     step = "pipeline:\n  - tool: {server: calc, name: add}\n"
+    where = f"{tmp_path / 'p.yaml'}:5:20: pipeline[0].tool.server: "
+    one_host = host()
     with pytest.raises(PersonalityError) as caught:
-        personality(tmp_path, step, host())
+        personality(tmp_path, step, one_host)
     assert str(caught.value) == (
-        f"{tmp_path / 'p.yaml'}:5:20: pipeline[0].tool.server: 'calc' is not a valid value\n"
-        f"    hint: No MCP server is configured: add it under mcpServers in {home / 'mcp.json'}."
+        f"{where}MCP server 'calc' is not configured\n"
+        f"    hint: no MCP server is configured: add it under mcpServers in {home / 'mcp.json'}"
     )
     configure(home, {"calculator": {"command": "x"}, "files": {"command": "y"}})
     with pytest.raises(PersonalityError) as caught:
-        personality(tmp_path, step.replace("calc,", "calculater,"), host())
+        personality(tmp_path, step.replace("calc,", "calculater,"), one_host)
     assert str(caught.value) == (
-        f"{tmp_path / 'p.yaml'}:5:20: pipeline[0].tool.server: 'calculater' is not one of: "
-        "calculator, files\n    hint: did you mean 'calculator'?"
+        f"{where}MCP server 'calculater' is not configured\n    hint: did you mean 'calculator'? "
+        f"configured in {home / 'mcp.json'}: calculator, files"
     )
     with pytest.raises(PersonalityError) as caught:
-        personality(tmp_path, step, host())
+        personality(tmp_path, step.replace("calc,", "zzz,"), one_host)
     assert str(caught.value).endswith(
-        f"\n    hint: An MCP server configured in {home / 'mcp.json'}."
+        f"\n    hint: configured in {home / 'mcp.json'}: calculator, files"
     )
-    assert personality(tmp_path, step.replace("calc,", "calculator,"), host()).pipeline
+    assert personality(tmp_path, step.replace("calc,", "calculator,"), one_host).pipeline
+    (home / "mcp.json").write_text("{", encoding="utf-8")
+    with pytest.raises(PersonalityError) as caught:
+        personality(tmp_path, step.replace("calc,", "calculator,"), one_host)
+    assert str(caught.value).startswith(
+        f"{where}the MCP servers cannot be read: {home / 'mcp.json'}:"
+    )
 
 
 # -- calling tools ---------------------------------------------------------------------------
@@ -377,6 +387,16 @@ def test_installed_the_command_lists_servers_and_tools(
     assert "error: cannot connect to MCP server 'gone'" in listed.stderr
     kinds = json.loads(lollms(site, "plugins", "--json").stdout)
     assert "tool" in kinds["step_kinds"] and kinds["failures"] == []
+    # `lollms plugins` shows the configured servers (describe_plugin: read, never contacted).
+    (section,) = [s for s in kinds["sections"] if s["plugin"] == "mcp"]
+    assert section["title"] == f"MCP servers in {home / 'mcp.json'}"
+    assert section["lines"] == [
+        f"calc  (stdio: {sys.executable} {SERVER} {server_folder})",
+        f"web  (http: {http_server})",
+        "gone  (http: http://127.0.0.1:9/mcp)",
+    ]
+    shown = lollms(site, "plugins").stdout
+    assert f"\nMCP servers in {home / 'mcp.json'} (mcp):\n  calc  (stdio: " in shown
 
 
 # -- the examples ----------------------------------------------------------------------------

@@ -49,6 +49,13 @@ def run_speak(ctx: Any, body: Mapping[str, Any]) -> Generator[Any, None, Any]:
                 ctx.detail = f"{len(item.parts)} sentence(s), {item.seconds:.1f}s, {name}" + (
                     ", text cut" if item.truncated else ""
                 )
+                # The whole speech: the file the recorder keeps and front ends play.
+                yield ctx.artifact(
+                    item.path,
+                    "audio",
+                    "audio/wav",
+                    {"seconds": round(item.seconds, 2), "parts": len(item.parts)},
+                )
                 return {
                     "audio": str(item.path),
                     "mime": "audio/wav",
@@ -57,6 +64,10 @@ def run_speak(ctx: Any, body: Mapping[str, Any]) -> Generator[Any, None, Any]:
                     "backend": name,
                     "voice": voice.voice or voice.language,
                 }
+            # One sentence, playable at once (params "part": a piece of the whole file to come).
+            yield ctx.artifact(
+                item.path, "audio", "audio/wav", {"part": item.index + 1, "parts": item.total}
+            )
             yield ctx.progress(item.index + 1, item.total, "speaking")
             ctx.check_cancel()  # the step's time limit (timeout:) between two sentences
     except SpeechCancelled:

@@ -24,7 +24,13 @@ from lollms_speech.speech import speakable, split_sentences  # noqa: E402
 
 from lollms_runtime.engine import Engine, Turn  # noqa: E402
 from lollms_runtime.errors import PersonalityError  # noqa: E402
-from lollms_runtime.events import Done, Progress, StepFinished, TurnError  # noqa: E402
+from lollms_runtime.events import (  # noqa: E402
+    ArtifactProduced,
+    Done,
+    Progress,
+    StepFinished,
+    TurnError,
+)
 from lollms_runtime.loader import load_personality  # noqa: E402
 from lollms_runtime.plugins import PluginHost, get_plugin_manager, hookimpl  # noqa: E402
 from lollms_runtime.testing import ScriptedTextBackend  # noqa: E402
@@ -103,10 +109,40 @@ def test_narrator_speaks_its_story_sentence_by_sentence_in_its_own_voice(tmp_pat
     parts = sum(wav_seconds(p) for p in out["parts"])
     assert 2.0 < parts < wav_seconds(out["audio"]) < parts + 0.5  # joined, with short pauses
     assert spoken.detail.startswith("3 sentence(s), ")
+    # Each sentence as it is spoken, then the whole file: audio artifacts the recorder keeps.
+    audio = [e for e in events if isinstance(e, ArtifactProduced)]
+    assert [(str(e.path), e.kind, e.mime, e.part) for e in audio] == [
+        *((p, "audio", "audio/wav", True) for p in out["parts"]),
+        (out["audio"], "audio", "audio/wav", False),
+    ]
+    assert {e.step_id for e in audio} == {"reading"} and audio[-1].params["parts"] == 3
 
     again = run(host, load_personality(NARRATOR, host), "again", tmp_path)
     (second,) = [e for e in again if isinstance(e, StepFinished) and e.kind == "speak"]
     assert second.output["audio"] == str(tmp_path / "reading-1.wav")  # never overwritten
+
+
+def test_the_recorder_keeps_the_audio_with_the_answer(tmp_path: Path) -> None:
+    from lollms_runtime.recorder import record_turn
+    from lollms_runtime.store import Store
+
+    host = host_with()
+    store = Store(tmp_path / "d.sqlite3")
+    discussion = store.create_discussion("narrator")
+    folder = store.artifact_dir(discussion.id)
+    events = list(
+        record_turn(
+            store, discussion.id, iter(run(host, load_personality(NARRATOR, host), "a fox", folder))
+        )
+    )
+    assert isinstance(events[-1], Done) and events[-1].status == "ok"
+    answer = store.thread(discussion.id)[-1]
+    kept = store.artifacts(answer.id)
+    assert [(a.kind, a.mime, a.step_id) for a in kept] == [("audio", "audio/wav", "reading")] * 4
+    whole = [a for a in kept if a.params.get("part") is None]  # what the app plays
+    assert len(whole) == 1 and whole[0].params["parts"] == 3
+    assert store.resolve_artifact(whole[0].path) == folder / "reading.wav"
+    assert wav_seconds(store.resolve_artifact(whole[0].path)) > 1.0
 
 
 def test_voice_and_speed_come_from_templates(tmp_path: Path) -> None:
@@ -258,6 +294,7 @@ def test_lollms_run_speaks_the_real_models_story(
     audio = Path(json.loads(line)["audio"])
     assert audio.parent.parent == tmp_path / "home" / "artifacts"  # the discussion's folder
     assert audio.name == "reading.wav" and wav_seconds(audio) > 0.5
+    assert f"[audio] {audio}" in done.stderr.splitlines()  # the file, as for an image
 
 
 def install_plugin(target: Path) -> Path:
@@ -285,3 +322,49 @@ def test_the_step_kinds_example_is_a_valid_pipeline(tmp_path: Path) -> None:
     head, steps = plugin.SPEAK.example.split("pipeline:\n")
     who = personality(tmp_path, steps, host_with(), head)
     assert [next(iter(step)) for step in who.pipeline] == ["generate", "speak", "reply"]
+
+
+def test_the_api_links_the_spoken_audio(tmp_path: Path) -> None:
+    """A real HTTP API on loopback: the answer carries an ``audio`` link served by /v1/files."""
+    import socket
+    import urllib.request
+
+    from lollms_runtime.api.server import APIConfig, create_api
+    from lollms_runtime.api.serving import Served
+    from lollms_runtime.conversation import ConversationService
+    from lollms_runtime.runtime import Runtime
+    from lollms_runtime.store import Store
+
+    host = host_with()
+    runtime = Runtime(host=host)
+    runtime.engine = Engine(
+        host, ScriptedTextBackend(STORY), resolve_personality=runtime.catalog.get
+    )
+    store = Store(tmp_path / "d.sqlite3")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    served = Served(
+        create_api(
+            ConversationService(runtime, store), store.artifacts_root, APIConfig(keys=["k"])
+        ),
+        "127.0.0.1",
+        port,
+    )
+    served.serve(block=False)
+    try:
+        body = {"model": "narrator", "messages": [{"role": "user", "content": "a fox"}]}
+        headers = {"Authorization": "Bearer k", "Content-Type": "application/json"}
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        request = urllib.request.Request(url, json.dumps(body).encode(), headers)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        (link,) = answer["audio"]  # the whole speech, not its sentences
+        assert link.startswith(f"http://127.0.0.1:{port}/v1/files/") and link.endswith(".wav")
+        assert f"[audio]({link})" in answer["choices"][0]["message"]["content"]
+        fetched = urllib.request.Request(link, headers={"Authorization": "Bearer k"})
+        with urllib.request.urlopen(fetched, timeout=10) as got:
+            assert got.read(4) == b"RIFF"
+    finally:
+        served.close()
+        store.close()

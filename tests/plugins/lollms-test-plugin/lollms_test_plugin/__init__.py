@@ -189,6 +189,11 @@ def _hello(args: argparse.Namespace) -> int:
 
 
 @hookimpl
+def describe_plugin(report: Any) -> None:
+    report("Shouting", ["shout: up to 3 times", "chorus: verses sung together"])
+
+
+@hookimpl
 def lollms_startup(runtime: Any) -> None:
     EVENTS.append(("lollms_startup", runtime))
 
