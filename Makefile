@@ -55,11 +55,13 @@ pytest: setup browser-deps
 
 test: lint typecheck pytest
 
-# Hostile generated input for the loader, the importers and the templates (hypothesis).
+# Hostile generated input for the loader, the importers, the templates and the discussion
+# import (hypothesis).
 FUZZ_EXAMPLES ?= 100000
 fuzz: setup
 	LOLLMS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HF_HUB_OFFLINE=1 $(BIN)/pytest -q -p no:cacheprovider \
-	  tests/test_fuzz_loader.py tests/test_fuzz_importers.py tests/test_fuzz_templates.py
+	  tests/test_fuzz_loader.py tests/test_fuzz_importers.py tests/test_fuzz_templates.py \
+	  tests/test_fuzz_discussions.py
 
 benchmarks: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_all.py
