@@ -506,7 +506,7 @@ def test_the_kinds_a_pipeline_needs_are_found_where_the_kinds_declare_steps(
           sub: [{chant: {}}]
         """
     )
-    data = _identity(text)
+    data = _identity(text, "p.yaml")
     assert missing_kinds(data, plugin_host.step_kinds) == {
         "speak",
         "tool",

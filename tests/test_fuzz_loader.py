@@ -45,5 +45,5 @@ def test_loading_any_text_ends_in_a_located_error_or_a_personality(text: str) ->
 def test_listing_any_text_never_raises(text: str, folder: Path) -> None:
     file = folder / "personality.yaml"
     file.write_text(text, encoding="utf-8", errors="surrogatepass")
-    entry = _summary(file, "fuzz")
+    entry = _summary(file, "fuzz", {})
     assert entry.error or entry.id

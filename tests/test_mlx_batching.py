@@ -261,7 +261,9 @@ def test_past_the_queue_limits_a_turn_gets_the_busy_error(mlx_backend: Any) -> N
         _run_all([refused])
         assert isinstance(refused.error, BackendBusy)
         assert str(refused.error).startswith("model 'default' is busy: 1 turns running and 1 ")
-        assert refused.chunks == [] and waiter.chunks == []  # neither has run
+        assert refused.chunks == []  # refused at once
+        # The waiting call has only said where it stands, nothing has run for it.
+        assert [c.waiting for c in waiter.chunks] == [1] and not waiter.chunks[0].text
     waiter.join(120)
     assert waiter.error is None and waiter.last.finish_reason in ("stop", "length")
 
@@ -281,7 +283,7 @@ def test_a_prompt_longer_than_the_context_is_refused_or_trimmed_before_any_prefi
     assert backend.server.engine.ticks == ticks  # nothing ran
     trimmed = GenerationRequest(messages=messages, sampling=GREEDY)
     chunks = list(backend.stream(trimmed))
-    assert chunks[0].notice.endswith(
+    assert chunks[0].note.endswith(
         "oldest messages were left out to fit the model's context of 96 tokens "
         "(context_policy: drop_oldest)"
     )

@@ -150,7 +150,7 @@ def test_each_broken_personality_is_one_located_error(zoo: Path, ident: str) -> 
 def test_listing_an_alias_under_name_does_not_expand_it(zoo: Path) -> None:
     # Before: `name: *alias` made `lollms list` hang (str() of a billion-item list).
     started = time.perf_counter()
-    entry = _summary(zoo / "namebomb" / "personality.yaml", "test")
+    entry = _summary(zoo / "namebomb" / "personality.yaml", "test", {})
     assert time.perf_counter() - started < 1.0
     assert entry.error == (
         "11:7: x.a5: with its aliases expanded this holds 597871 values; the limit is 100000 "
