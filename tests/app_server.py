@@ -28,6 +28,7 @@ def scripted(port: int) -> None:
         "light, rain on the streets and a lone cyclist crossing a bridge of light.",
         "scripted-b": "Model B here: a quiet harbour at dawn, boats resting in silver water.",
     }
+
     class Recorded(ScriptedTextBackend):
         """Writes what the model was given to $LOLLMS_SCRIPTED_PROMPTS (one JSON line each), so
         a browser test can see what reached it (e.g. the passages of an attached file)."""

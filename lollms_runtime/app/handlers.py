@@ -65,7 +65,7 @@ def attached_note(files: list[str]) -> str:
     if not files:
         return ""
     names = ", ".join(Path(f).name for f in files)
-    return f"<sub>📎 {names} — sent with your next message</sub>"
+    return f"<sub>Attached: {names} — sent with your next message</sub>"
 
 
 class Handlers:

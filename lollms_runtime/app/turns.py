@@ -89,13 +89,13 @@ def sources_text(sources: list[str]) -> str:
     """The line under an answer naming the passages it was given, numbered as the model saw
     them (so a citation like [1] can be read)."""
     cited = " · ".join(f"[{n}] {source}" for n, source in enumerate(sources, 1))
-    return f"<sub>📚 **Sources:** {cited}</sub>"
+    return f"<sub>**Sources:** {cited}</sub>"
 
 
 def attachments_text(metadata: Mapping[str, Any]) -> str:
     """A user message's attached files, as the chat shows them under the message."""
     files = [a for a in metadata.get("attachments") or () if isinstance(a, Mapping)]
-    return " · ".join(f"📎 {a.get('name')} ({a.get('bytes')} bytes)" for a in files)
+    return " · ".join(f"Attached: {a.get('name')} ({a.get('bytes')} bytes)" for a in files)
 
 
 def served_files(service: ConversationService, message_id: str) -> tuple[list[Path], list[Path]]:

@@ -155,11 +155,11 @@ def build_app(
                         max_lines=8,
                     )
                     attach_button = gr.UploadButton(
-                        "📎",
+                        "Attach",
                         file_count="multiple",
                         file_types=[".md", ".txt", ".html", ".htm", ".pdf"],
                         scale=0,
-                        min_width=48,
+                        min_width=72,
                         elem_id="attach",
                     )
                     send_button = gr.Button("Send", variant="primary", scale=0, min_width=64)
@@ -387,7 +387,7 @@ def build_app(
 
 
 def add_files(new: list[str] | None, files: list[str] | None) -> tuple[list[str], str]:
-    """Files uploaded with 📎 wait for the next message (the same name again replaces it)."""
+    """Files uploaded with Attach wait for the next message (the same name again replaces it)."""
     kept = {Path(f).name: f for f in [*(files or []), *(new or [])]}
     return list(kept.values()), attached_note(list(kept.values()))
 

@@ -58,9 +58,7 @@ def render_markdown(
             lines.append("")
         for attached in message.metadata.get("attachments") or ():
             if isinstance(attached, Mapping):  # an imported file's metadata may be anything
-                lines.append(
-                    f"📎 Attached: `{attached.get('name')}` ({attached.get('bytes')} bytes)"
-                )
+                lines.append(f"Attached: `{attached.get('name')}` ({attached.get('bytes')} bytes)")
                 lines.append("")
         if message.error:
             lines.append(f"> **Error:** {message.error}")
