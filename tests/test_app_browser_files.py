@@ -113,13 +113,14 @@ def test_attached_file_is_retrieved_and_cited(
         page.locator("#attach").click()
     chooser.value.set_files(str(notes))
     expect(page.locator("#attached")).to_contain_text("kestrel-notes.md", timeout=30_000)
+    _shot(page, "files-3a-attached-waiting.png")
     _send(page, "What colour is the lighthouse on Kestrel Point?")
     _settled(chat)
     expect(page.locator("#attached")).not_to_contain_text("kestrel-notes.md")
     expect(chat).to_contain_text("Attached: kestrel-notes.md", timeout=30_000)
     expect(chat).to_contain_text("Sources:", timeout=30_000)
     expect(chat).to_contain_text("[1] kestrel-notes.md")
-    _shot(page, "files-3-attachment-sources.png")
+    _shot(page, "files-3b-attachment-sources.png")
 
     # The passage reached the model, in the system message, numbered for citing.
     prompts = (scripted_server.home.parent / "prompts.jsonl").read_text("utf-8")
