@@ -169,6 +169,19 @@ def test_unreadable_attachment_is_refused_before_the_message(
             )
         )
     assert chat.service.store.thread(did) == []  # nothing sent
+    with pytest.raises(LollmsError, match=r"notes\.exe"):
+        list(
+            chat.send(
+                p,
+                "Read this.",
+                discussion_id=None,
+                settings={},
+                sampling={},
+                cancel=threading.Event(),
+                attachments=[("notes.exe", b"MZ\x90\x00")],
+            )
+        )
+    assert [d.id for d in chat.service.discussions()] == [did]  # no empty new one
 
 
 def test_sources_from_a_retrieve_step() -> None:

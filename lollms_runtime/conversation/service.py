@@ -295,9 +295,15 @@ class ConversationService:
         None; under ``parent_id`` (a new branch) or else after the active branch's last message.
         ``attachments`` (name, bytes) join the discussion's own index first (a file that cannot
         be read is refused before anything is sent) and are named in the message's metadata."""
+        created = discussion_id is None
         if discussion_id is None:
             discussion_id = self.new(personality.id).id
-        attached = [self.attach(discussion_id, name, data) for name, data in attachments]
+        try:
+            attached = [self.attach(discussion_id, name, data) for name, data in attachments]
+        except BaseException:
+            if created:  # a refused file leaves no empty discussion behind
+                self.delete(discussion_id)
+            raise
         metadata = (
             {"attachments": [{"name": a["source"], "bytes": a["bytes"]} for a in attached]}
             if attached
