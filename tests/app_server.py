@@ -4,6 +4,7 @@ answer differently, and a painter that is missing unless the default one is chos
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from lollms_runtime.cli import main
 
+PROMPTS = os.environ.get("LOLLMS_SCRIPTED_PROMPTS", "")
 SLOW_S = float(os.environ.get("LOLLMS_SCRIPTED_DELAY", "0.15"))  # per token: Stop has time to act
 
 
@@ -26,7 +28,18 @@ def scripted(port: int) -> None:
         "light, rain on the streets and a lone cyclist crossing a bridge of light.",
         "scripted-b": "Model B here: a quiet harbour at dawn, boats resting in silver water.",
     }
-    text = {name: ScriptedTextBackend(*([answer] * 500)) for name, answer in answers.items()}
+
+    class Recorded(ScriptedTextBackend):
+        """Writes what the model was given to $LOLLMS_SCRIPTED_PROMPTS (one JSON line each), so
+        a browser test can see what reached it (e.g. the passages of an attached file)."""
+
+        def stream(self, request: Any, cancel: Any = None) -> Any:
+            if PROMPTS:
+                with open(PROMPTS, "a", encoding="utf-8") as out:
+                    out.write(json.dumps([m.content for m in request.messages]) + "\n")
+            return super().stream(request, cancel)
+
+    text = {name: Recorded(*([answer] * 500)) for name, answer in answers.items()}
     for backend in text.values():
         backend.on_chunk = lambda emitted: time.sleep(SLOW_S)
     painter = ScriptedImageBackend()

@@ -38,6 +38,36 @@ def _disclaimer(p: Personality) -> str:
     return f"<sub>⚠️ {p.disclaimer.strip()}</sub>" if p.disclaimer else ""
 
 
+def read_attachments(files: list[str]) -> list[tuple[str, bytes]]:
+    """The files a user attached (uploaded paths) as (name, bytes); one too large is refused
+    before it is read (the index refuses what it cannot read when the message is sent)."""
+    from ..knowledge.limits import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS
+
+    if len(files) > MAX_ATTACHMENTS:
+        raise LollmsError(f"{len(files)} files attached; at most {MAX_ATTACHMENTS} per message")
+    out = []
+    for file in files:
+        path = Path(file)
+        try:
+            if path.stat().st_size > MAX_ATTACHMENT_BYTES:
+                raise LollmsError(
+                    f"{path.name} is larger than {MAX_ATTACHMENT_BYTES >> 20} MB: attach a "
+                    "smaller file, or only the part you need"
+                )
+            out.append((path.name, path.read_bytes()))
+        except OSError as exc:
+            raise LollmsError(f"could not read {path.name}: {exc.strerror}") from None
+    return out
+
+
+def attached_note(files: list[str]) -> str:
+    """What waits to go with the next message."""
+    if not files:
+        return ""
+    names = ", ".join(Path(f).name for f in files)
+    return f"<sub>Attached: {names} — sent with your next message</sub>"
+
+
 class Handlers:
     """The handlers of one built app (``offsets``: each personality's slice of the settings)."""
 
@@ -273,6 +303,7 @@ class Handlers:
     def send(
         self,
         text: str,
+        files: list[str] | None,
         pid: str,
         discussion_id: str | None,
         model: str | None,
@@ -285,6 +316,10 @@ class Handlers:
         if not (text or "").strip():
             gr.Info("Type a message first.")
             return
+        try:
+            attachments = read_attachments(files or [])
+        except LollmsError as exc:
+            raise gr.Error(str(exc)) from None
         yield from self._turn(
             lambda chat, p, settings, sampling, cancel: chat.send(
                 p,
@@ -293,6 +328,7 @@ class Handlers:
                 settings=settings,
                 sampling=sampling,
                 cancel=cancel,
+                attachments=attachments,
             ),
             pid,
             model,

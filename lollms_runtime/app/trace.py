@@ -20,6 +20,8 @@ from ..events import Progress, Status, StepFinished, StepStarted, progress_text
 from ..store import Step
 
 PREVIEW_CHARS = 600
+# One passage in a generate step's "retrieved: ..." note (knowledge.turn._cite).
+_CITED = re.compile(r"(.+?)(?: \((.+?)\))? -?\d+\.\d+(?:, |$)")
 # What the step kinds declare (quiet plumbing, a notice when they fail), from the plugin host.
 _KINDS: dict[str, StepKind] = {}
 
@@ -160,6 +162,26 @@ class Trace:
             if notice and node.status in (Status.FAILED, Status.FALLBACK):
                 return f"**{notice}:** {one_line(node.error or 'it could not run')}"
         return ""
+
+    def sources(self) -> list[str]:
+        """Where the answer's passages came from ("source, location"), in the order retrieved:
+        the outputs of ``retrieve`` steps and the passages the default chat added by itself
+        (its generate step's trace note ``retrieved: SOURCE (LOCATION) SCORE, ...``)."""
+        found: list[str] = []
+        for node in self.walk():
+            if node.status != Status.OK:
+                continue
+            if isinstance(node.output, list):
+                for item in node.output:
+                    if isinstance(item, dict) and isinstance(item.get("source"), str):
+                        found.append(str(item.get("cite") or item["source"]))
+            for note in node.detail.split("; "):
+                if note.startswith("retrieved: "):
+                    found += [
+                        f"{m[1]}, {m[2]}" if m[2] else m[1]
+                        for m in _CITED.finditer(note.removeprefix("retrieved: "))
+                    ]
+        return list(dict.fromkeys(found))
 
     def messages(self, prefix: str, show_all: bool = False) -> list[ChatDict]:
         """The trace as collapsible chat messages, children nested under their parents."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from ..conversation import ConversationService, Turn, Version
 from ..errors import LollmsError
 from ..events import (
+    ArtifactProduced,
     Done,
     Event,
     ImageProduced,
@@ -30,7 +31,7 @@ from ..events import (
 )
 from ..personality import Personality
 from ..recorder import unexpected
-from ..store import Message
+from ..store import Message, StoreError
 from .trace import Trace, progress_of, step_message
 
 __all__ = ["AnswerView", "Chat", "Shown", "error_text", "step_message"]
@@ -42,11 +43,12 @@ ChatDict = dict[str, Any]
 
 @dataclass
 class AnswerView:
-    """An answer being shown: its trace (a tree of steps), text, images and any error."""
+    """An answer being shown: its trace (a tree of steps), text, images, audio and any error."""
 
     trace: Trace = field(default_factory=Trace)
     text: str = ""
     images: list[Path] = field(default_factory=list)
+    audio: list[Path] = field(default_factory=list)  # whole spoken files, never their parts
     error: str = ""
     status: Status = Status.RUNNING
     waiting: int | None = None  # the turn's place in the model's queue, while it waits
@@ -65,6 +67,11 @@ class AnswerView:
             out.append({"role": "assistant", "content": text})
         for image in self.images:
             out.append({"role": "assistant", "content": {"path": str(image)}})
+        for audio in self.audio:  # gr.Chatbot plays an audio file's path with its own player
+            out.append({"role": "assistant", "content": {"path": str(audio)}})
+        sources = self.trace.sources() if self.status != Status.RUNNING else []
+        if sources:
+            out.append({"role": "assistant", "content": sources_text(sources)})
         if self.error:
             out.append({"role": "assistant", "content": self.error})
         elif self.status == Status.CANCELLED:
@@ -76,6 +83,37 @@ class AnswerView:
         elif not out and self.status == Status.RUNNING:
             out.append({"role": "assistant", "content": "…"})
         return out
+
+
+def sources_text(sources: list[str]) -> str:
+    """The line under an answer naming the passages it was given, numbered as the model saw
+    them (so a citation like [1] can be read)."""
+    cited = " · ".join(f"[{n}] {source}" for n, source in enumerate(sources, 1))
+    return f"<sub>**Sources:** {cited}</sub>"
+
+
+def attachments_text(metadata: Mapping[str, Any]) -> str:
+    """A user message's attached files, as the chat shows them under the message."""
+    files = [a for a in metadata.get("attachments") or () if isinstance(a, Mapping)]
+    return " · ".join(f"Attached: {a.get('name')} ({a.get('bytes')} bytes)" for a in files)
+
+
+def served_files(service: ConversationService, message_id: str) -> tuple[list[Path], list[Path]]:
+    """An answer's images and whole audio files that the store may serve (a spoken sentence's
+    piece, params ``part``, is left out: the whole file plays)."""
+    images: list[Path] = []
+    audio: list[Path] = []
+    for artifact in service.store.artifacts(message_id):
+        if artifact.kind not in ("image", "audio") or (
+            artifact.kind == "audio" and artifact.params.get("part") is not None
+        ):
+            continue
+        try:
+            path = service.store.resolve_artifact(artifact.path)
+        except StoreError:
+            continue
+        (images if artifact.kind == "image" else audio).append(path)
+    return images, audio
 
 
 def error_text(message: str, hint: str = "") -> str:
@@ -114,7 +152,7 @@ class Chat:
             status=message.status,
             key=message.id,
         )
-        view.images = self.service.images(message.id)
+        view.images, view.audio = served_files(self.service, message.id)
         if message.status == Status.FAILED:
             view.error = error_text(message.error or "the answer failed")
         return view
@@ -135,6 +173,10 @@ class Chat:
             if message.role == "user":
                 messages.append({"role": "user", "content": message.content})
                 ids.append(message.id)
+                attached = attachments_text(message.metadata)
+                if attached:
+                    messages.append({"role": "user", "content": attached})
+                    ids.append(None)  # not a message of its own: no edit, no actions
             elif message.role == "assistant":
                 shown = self.stored_answer(message).messages(
                     self.show_all if show_all is None else show_all
@@ -163,8 +205,10 @@ class Chat:
         sampling: Mapping[str, Any],
         cancel: threading.Event,
         parent_id: str | None = None,
+        attachments: Sequence[tuple[str, bytes]] = (),
     ) -> Iterator[tuple[str, Shown]]:
-        """Send ``text`` (under ``parent_id``: a new branch) and draw the answer as it streams."""
+        """Send ``text`` (under ``parent_id``: a new branch) with any attached files (name,
+        bytes: they join the discussion's index) and draw the answer as it streams."""
         turn = self.service.send(
             personality,
             text,
@@ -173,6 +217,7 @@ class Chat:
             settings=settings,
             sampling=sampling,
             cancel=cancel,
+            attachments=attachments,
         )
         yield from self.draw(personality, turn, AnswerView())
 
@@ -243,14 +288,19 @@ class Chat:
 
         def shown() -> Shown:
             view.images = turn.images
+            kept = {p for p, _kind, _mime in turn.recording.files} if turn.recording else set()
+            view.audio = [p for p in spoken if p in kept]  # only files the store may serve
             live = view.messages(self.show_all)
             return Shown(before.messages + live, before.ids + [answer_id] * len(live))
 
+        spoken: list[Path] = list(view.audio)
         status = Status.OK
         events = iter(turn)
         try:
             yield discussion_id, shown()
             for event in events:
+                if isinstance(event, ArtifactProduced) and event.kind == "audio" and not event.part:
+                    spoken.append(Path(event.path))
                 if self._apply(event, view):
                     yield discussion_id, shown()
                 if isinstance(event, Done):
@@ -291,7 +341,7 @@ class Chat:
             progress_of(step, event)
         elif isinstance(event, StepFinished):
             view.trace.finish(event)
-        elif isinstance(event, ImageProduced):
+        elif isinstance(event, ImageProduced | ArtifactProduced):
             pass  # the service keeps it (if the store may serve it); shown() picks it up
         elif isinstance(event, Reply):
             view.text = event.text

@@ -12,7 +12,15 @@ import gradio as gr
 from ..runtime import Runtime
 from ..store import DiscussionStore
 from . import controls
-from .handlers import CONTINUE, NEXT, PREVIOUS, Handlers, _disclaimer, _header
+from .handlers import (
+    CONTINUE,
+    NEXT,
+    PREVIOUS,
+    Handlers,
+    _disclaimer,
+    _header,
+    attached_note,
+)
 from .state import GROUPS, App
 from .turns import Chat
 
@@ -68,6 +76,8 @@ def build_app(
         shown_ids = gr.State([])
         visible_ids = gr.State(app.ids)
         pending = gr.State("")  # the message being sent (the box is emptied at once)
+        attached = gr.State([])  # files attached to the next message (uploaded paths)
+        pending_files = gr.State([])  # those going with the message being sent
         width = gr.Number(visible=False)
         current = gr.Textbox(visible=False, elem_id="current-discussion")
         with gr.Sidebar(label="Discussions", open=True) as sidebar:
@@ -144,8 +154,17 @@ def build_app(
                         lines=1,
                         max_lines=8,
                     )
+                    attach_button = gr.UploadButton(
+                        "Attach",
+                        file_count="multiple",
+                        file_types=[".md", ".txt", ".html", ".htm", ".pdf"],
+                        scale=0,
+                        min_width=72,
+                        elem_id="attach",
+                    )
                     send_button = gr.Button("Send", variant="primary", scale=0, min_width=64)
                     stop_button = gr.Button("Stop", variant="stop", scale=0, min_width=64)
+                attached_md = gr.Markdown("", elem_id="attached")
                 with gr.Row(elem_id="commands"):
                     for pid in app.ids:
                         p = app.personalities[pid]
@@ -296,8 +315,16 @@ def build_app(
 
         # Sending: the box empties at once, the message goes from ``pending``.
         sent = gr.on(
-            [send_button.click, prompt.submit], lambda text: ("", text), prompt, [prompt, pending]
-        ).then(h.send, [pending, *turn_inputs], turn_outputs)
+            [send_button.click, prompt.submit],
+            take_message,
+            [prompt, attached],
+            [prompt, pending, pending_files, attached, attached_md],
+        ).then(h.send, [pending, pending_files, *turn_inputs], turn_outputs)
+        attach_button.upload(
+            add_files,
+            [attach_button, attached],
+            [attached, attached_md],
+        )
         after(sent)
         after(chatbot.retry(h.regenerate, turn_inputs, turn_outputs))
         after(chatbot.edit(h.edit, [shown_ids, *turn_inputs], turn_outputs))
@@ -357,6 +384,20 @@ def build_app(
             )
         )
     return demo, app
+
+
+def add_files(new: list[str] | None, files: list[str] | None) -> tuple[list[str], str]:
+    """Files uploaded with Attach wait for the next message (the same name again replaces it)."""
+    kept = {Path(f).name: f for f in [*(files or []), *(new or [])]}
+    return list(kept.values()), attached_note(list(kept.values()))
+
+
+def take_message(text: str, files: list[str]) -> tuple[Any, ...]:
+    """Send pressed: the box empties at once and the message (with the files attached) goes
+    from the pending states; files wait for a message when there is no text yet."""
+    if not (text or "").strip():
+        return "", text, [], files, attached_note(files)
+    return "", text, files, [], ""
 
 
 def _broken_text(broken: Mapping[str, str]) -> str:

@@ -289,13 +289,32 @@ class ConversationService:
         settings: Mapping[str, Any] | None = None,
         sampling: Mapping[str, Any] | None = None,
         cancel: threading.Event | None = None,
+        attachments: Sequence[tuple[str, bytes]] = (),
     ) -> Turn:
         """Add the user's message and answer it. A new discussion when ``discussion_id`` is
-        None; under ``parent_id`` (a new branch) or else after the active branch's last message."""
+        None; under ``parent_id`` (a new branch) or else after the active branch's last message.
+        ``attachments`` (name, bytes) join the discussion's own index first (a file that cannot
+        be read is refused before anything is sent) and are named in the message's metadata."""
+        created = discussion_id is None
         if discussion_id is None:
             discussion_id = self.new(personality.id).id
+        try:
+            attached = [self.attach(discussion_id, name, data) for name, data in attachments]
+        except BaseException:
+            if created:  # a refused file leaves no empty discussion behind
+                self.delete(discussion_id)
+            raise
+        metadata = (
+            {"attachments": [{"name": a["source"], "bytes": a["bytes"]} for a in attached]}
+            if attached
+            else None
+        )
         user = self.store.add_message(
-            discussion_id, "user", text, LEAF if parent_id is None else parent_id
+            discussion_id,
+            "user",
+            text,
+            LEAF if parent_id is None else parent_id,
+            metadata=metadata,
         )
         return self._answer(personality, discussion_id, user, settings, sampling, cancel)
 

@@ -56,6 +56,10 @@ def render_markdown(
         if message.content:
             lines.append(message.content.rstrip())
             lines.append("")
+        for attached in message.metadata.get("attachments") or ():
+            if isinstance(attached, Mapping):  # an imported file's metadata may be anything
+                lines.append(f"Attached: `{attached.get('name')}` ({attached.get('bytes')} bytes)")
+                lines.append("")
         if message.error:
             lines.append(f"> **Error:** {message.error}")
             lines.append("")
