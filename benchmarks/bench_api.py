@@ -65,7 +65,7 @@ def overhead(client: Any, backend: Any, runs: int) -> tuple[float, float]:
         backend.prompt_cache.clear()
         start = time.perf_counter()
         for chunk in backend.stream(request):
-            if chunk.token is not None:
+            if chunk.text:  # the first visible text, as the API's first content delta
                 direct.append(time.perf_counter() - start)
                 break
         backend.prompt_cache.clear()

@@ -127,7 +127,8 @@ class Handlers:
         addition = (remembered.get("system") or {}).get(pid, "")
         return [
             pid,
-            app.avatar_of(p),
+            # No avatar: no empty picture frame beside the name.
+            gr.Image(value=app.avatar_of(p), visible=app.avatar_of(p) is not None),
             _header(p),
             _disclaimer(p),
             gr.Dataset(samples=[[e] for e in p.examples]),

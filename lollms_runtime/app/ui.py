@@ -112,6 +112,7 @@ def build_app(
                 with gr.Row(equal_height=True):
                     avatar = gr.Image(
                         value=app.avatar_of(first),
+                        visible=app.avatar_of(first) is not None,
                         show_label=False,
                         height=72,
                         width=72,
