@@ -82,7 +82,11 @@ def test_count_paints_each_image_as_if_alone_with_its_own_seed(tiny_model: Path)
     assert [image.params["seed"] for image in batch] == [3, 4, 5]
     assert len({image.png for image in batch}) == 3
     [alone] = backend.generate(ImageRequest("a cat", width=64, height=64, steps=2, seed=4))
-    assert alone.png == batch[1].png
+    # The same picture: a batch of 3 and a batch of 1 run matrix products of other shapes, whose
+    # float rounding may differ in the last bit (and a pixel by one level); another seed's
+    # picture is nowhere near.
+    assert _pixel_gap(alone.png, batch[1].png) <= 2
+    assert _pixel_gap(alone.png, batch[0].png) > 20
 
 
 def test_progress_reports_every_denoising_step(tiny_model: Path) -> None:
@@ -286,3 +290,15 @@ def test_importing_the_plugin_and_package_stays_light() -> None:
         check=True,
     )
     assert json.loads(out.stdout) == []
+
+
+def _pixel_gap(a: bytes, b: bytes) -> int:
+    """The largest difference between two PNGs' pixel values (0..255)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    first = np.asarray(Image.open(io.BytesIO(a)).convert("RGB"), dtype=np.int16)
+    second = np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.int16)
+    return int(np.abs(first - second).max())
