@@ -10,6 +10,7 @@ import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from ..backends.base import ChatMessage
@@ -252,14 +253,19 @@ def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_sampling(overrides: Mapping[str, Any]) -> None:
-    """The overrides within the bounds of the personality schema's ``sampling`` (one source)."""
+@cache
+def _sampling_validator() -> Any:
+    """The personality schema's ``sampling`` validator, built once (not on every request)."""
     import jsonschema
 
     from ..schema import base_schema
 
-    schema = dict(base_schema()["$defs"]["sampling"])
-    validator = jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(dict(base_schema()["$defs"]["sampling"]))
+
+
+def check_sampling(overrides: Mapping[str, Any]) -> None:
+    """The overrides within the bounds of the personality schema's ``sampling`` (one source)."""
+    validator = _sampling_validator()
     for error in sorted(validator.iter_errors(dict(overrides)), key=lambda e: str(list(e.path))):
         where = ".".join(str(p) for p in error.absolute_path) or "sampling"
         words = {
