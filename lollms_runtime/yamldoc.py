@@ -167,9 +167,11 @@ def check_graph(root: yaml.Node, file: str) -> list[Problem]:
     # expanded size is counted at each use without walking it again.
     sizes: dict[int, tuple[int, int]] = {}
     on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, Path_, bool]] = [(root, (), False)]
+    # Paths are kept as (parent, key) links with their depth, and spelled out only for a problem:
+    # building a tuple per node would cost more than the walk itself.
+    stack: list[tuple[yaml.Node, Any, int, bool]] = [(root, None, 0, False)]
     while stack:
-        node, path, done = stack.pop()
+        node, link, depth, done = stack.pop()
         ident = id(node)
         if done:
             on_path.discard(ident)
@@ -186,7 +188,7 @@ def check_graph(root: yaml.Node, file: str) -> list[Problem]:
                     _at(
                         file,
                         node,
-                        path,
+                        _spelled(link),
                         f"with its aliases expanded this holds {what}; the limit is {limit}",
                         "use fewer aliases (*name): write the values out, once each",
                     )
@@ -199,22 +201,22 @@ def check_graph(root: yaml.Node, file: str) -> list[Problem]:
                 _at(
                     file,
                     node,
-                    path,
+                    _spelled(link),
                     "an alias refers to a value that contains it (a recursive alias)",
                     "an alias may only name a value defined before and outside it",
                 )
             ]
-        if len(path) >= MAX_DEPTH:
-            return [_too_deep(file, node, path)]
+        if depth >= MAX_DEPTH:
+            return [_too_deep(file, node, _spelled(link))]
         if node.tag not in KNOWN_TAGS:
-            return [_at(file, node, path, f"unknown YAML tag '{node.tag}'", TAG_HINT)]
+            return [_at(file, node, _spelled(link), f"unknown YAML tag '{node.tag}'", TAG_HINT)]
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _INT_TAG and len(node.value) > MAX_INT_DIGITS:
                 return [
                     _at(
                         file,
                         node,
-                        path,
+                        _spelled(link),
                         f"an integer of {len(node.value)} digits is not allowed "
                         f"(at most {MAX_INT_DIGITS})",
                         "quote it if it is meant as text",
@@ -223,16 +225,25 @@ def check_graph(root: yaml.Node, file: str) -> list[Problem]:
             sizes[ident] = (1, len(node.value))
             continue
         on_path.add(ident)
-        stack.append((node, path, True))
+        stack.append((node, link, depth, True))
         if isinstance(node, yaml.MappingNode):
             for key, value in reversed(node.value):
                 name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                stack.append((value, (*path, name), False))
-                stack.append((key, path, False))
+                stack.append((value, (link, name), depth + 1, False))
+                stack.append((key, link, depth, False))
         else:
             for i in range(len(node.value) - 1, -1, -1):
-                stack.append((node.value[i], (*path, i), False))
+                stack.append((node.value[i], (link, i), depth + 1, False))
     return []
+
+
+def _spelled(link: Any) -> Path_:
+    """A (parent, key) link chain as the document path it stands for."""
+    parts: list[str | int] = []
+    while link is not None:
+        link, key = link
+        parts.append(key)
+    return tuple(reversed(parts))
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
