@@ -186,8 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 progress_shown = True
             elif isinstance(event, StepStarted) and args.trace:
                 print(f"\n▶ {event.kind} {event.title}  [{event.path}]", file=err, flush=True)
-            elif isinstance(event, StepFinished) and not args.trace and _notice(event):
-                print(f"\n{_notice(event).lower()}: {event.error}", file=err, flush=True)
+            elif isinstance(event, StepFinished) and not args.trace and (notice := _notice(event)):
+                print(f"\n{notice.lower()}: {event.error}", file=err, flush=True)
             elif isinstance(event, StepFinished) and args.trace:
                 tokens = f", {event.generation_tokens} tokens" if event.generation_tokens else ""
                 line = f"{'✓' if event.status == 'ok' else '•'} {event.title}: {event.status} ({event.duration:.2f}s{tokens})"
