@@ -227,6 +227,10 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     server.stop()
     server.start()
     page.goto(server.url)
+    # The page remembers the open discussion across the restart; the sidebar opens it too.
+    expect(chat).to_contain_text("Add some street art to the scene.", timeout=30_000)
+    page.get_by_role("button", name="New discussion").click()
+    expect(chat).not_to_contain_text("Add some street art to the scene.")
     sidebar = page.locator("#discussions")
     expect(sidebar).to_contain_text("Imagine something cool.", timeout=30_000)
     sidebar.get_by_text("Imagine something cool.").click()
@@ -256,9 +260,13 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     expect(group).to_contain_text("generate · poem (#2)")
     # A step that was running when drawn may stay open; a reopened one starts closed. The trees
     # are compared, not which of their groups a user happened to leave open.
-    if "generate · title_raw" in chat.inner_text():
+    # (The turn's last redraw may land just after a click: closed again until it stays closed.)
+    for _ in range(5):
+        if "generate · title_raw" not in chat.inner_text():
+            break
         _expand(chat, "loop · Find a title")
-        expect(chat).not_to_contain_text("generate · title_raw")
+        time.sleep(0.5)
+    expect(chat).not_to_contain_text("generate · title_raw")
     live = chat.inner_text()
     _shot(page, "5-trace-live.png")
     expect(page).to_have_url(re.compile(r"\?d=\w+"), timeout=10_000)
@@ -270,7 +278,6 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     page.locator("#min-p input[type='number']").press("Enter")
     page.locator("#system-addition textarea").fill("Always mention the moon.")
     page.locator("#system-addition textarea").blur()
-    time.sleep(1)
 
     # Reload: the same discussion, personality and panel; the trace reads the same.
     page.reload()
@@ -315,6 +322,13 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
         page.locator("#chat").click()
     chat.get_by_role("button", name="Clear").click()  # the trash icon: a new discussion
     expect(chat).not_to_contain_text("(stopped)", timeout=10_000)
+    # Seeded: a random answer may be a short greeting, too short to paint (the condition wants
+    # more than 20 characters); seed 2 describes a scene on the embedded model.
+    seed = page.locator("#sampling").get_by_label("Seed (-1 = random)")
+    if not seed.is_visible():
+        page.locator("#sampling").click()
+    seed.fill("2")
+    seed.press("Enter")
     _send(page, "Imagine something cool.")
     expect(chat).to_contain_text("Not painted", timeout=180_000)
     expect(chat).to_contain_text("lollms models pull")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lollms_runtime.app.server import launch, parse_auth
+from lollms_runtime.app.server import browser_secret, launch, parse_auth
 from lollms_runtime.engine import Engine
 from lollms_runtime.runtime import Runtime
 from lollms_runtime.store import Store
@@ -77,3 +77,15 @@ def test_serves_only_allowed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     finally:
         demo.close()
         store.close()
+
+
+def test_the_browser_secret_is_kept_across_restarts_and_private(tmp_path: Path) -> None:
+    first = browser_secret(tmp_path)
+    assert len(first) >= 16
+    assert browser_secret(tmp_path) == first  # a restart reads what the page saved
+    assert (tmp_path / "app-secret").stat().st_mode & 0o077 == 0
+    (tmp_path / "app-secret").write_text("short")  # damaged: a new one, kept from then on
+    fresh = browser_secret(tmp_path)
+    assert fresh != "short" and browser_secret(tmp_path) == fresh
+    missing = tmp_path / "no-such-folder"
+    assert len(browser_secret(missing)) >= 16  # nowhere to keep it: one for this start

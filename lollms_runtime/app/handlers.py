@@ -220,24 +220,6 @@ class Handlers:
         model = self.model_of(None, remembered)
         return [*self.personality_view(pid, None, remembered, show_all, model), "", sidebar]
 
-    def remember(
-        self,
-        remembered: dict[str, Any] | None,
-        pid: str,
-        discussion_id: str | None,
-        model: str | None,
-        addition: str,
-        *values: Any,
-    ) -> dict[str, Any]:
-        saved = dict(remembered) if isinstance(remembered, dict) else {}
-        saved.update(personality=pid, discussion=discussion_id, model=model)
-        sampling = dict(saved.get("sampling") or {})
-        sampling[pid] = {"panel": list(values[:-2]), "min_p": values[-2], "stop": values[-1]}
-        system = dict(saved.get("system") or {})
-        system[pid] = addition or ""
-        saved.update(sampling=sampling, system=system)
-        return saved
-
     def redraw(self, pid: str, discussion_id: str | None, show_all: bool) -> list[Any]:
         shown = self.chat.show(self.app.personalities[pid], discussion_id, show_all=show_all)
         return [shown.messages, shown.ids]

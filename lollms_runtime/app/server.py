@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..runtime import Runtime
@@ -17,6 +19,26 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     if not sep or not user or not password:
         raise ValueError(f"--auth expects USER:PASSWORD, got {value!r}")
     return user, password
+
+
+def browser_secret(folder: Path) -> str:
+    """The key a page's remembered state is kept under in the browser, the same across restarts
+    (a new one each start would forget the open discussion and the panels): made once, kept in
+    ``folder`` beside the database, readable by its owner only."""
+    path = folder / "app-secret"
+    try:
+        kept = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        kept = ""
+    if len(kept) >= 16:
+        return kept
+    made = secrets.token_urlsafe(24)
+    try:
+        path.touch(mode=0o600)
+        path.write_text(made, encoding="utf-8")
+    except OSError:
+        pass  # a read-only home: remembered until the next restart, as before
+    return made
 
 
 def launch(
@@ -42,7 +64,14 @@ def launch(
     from ..api.serving import Served
     from .ui import CSS, build_app
 
-    demo, app = build_app(runtime, store, sampling, any_model=any_model, models=models)
+    demo, app = build_app(
+        runtime,
+        store,
+        sampling,
+        any_model=any_model,
+        models=models,
+        browser_secret=browser_secret(store.path.parent),
+    )
     allowed = [str(store.artifacts_root), *(str(p) for p in app.asset_files())]
     store.artifacts_root.mkdir(parents=True, exist_ok=True)
     demo.queue(default_concurrency_limit=4)

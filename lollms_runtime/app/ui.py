@@ -33,6 +33,18 @@ REMEMBERED: dict[str, Any] = {
     "system": {},
 }
 
+# The remembered dict updated with the open personality's panel: (saved, personality, discussion,
+# model, addition, *sampling panel, min_p, stops), as `Handlers.restore` reads it back.
+REMEMBER_JS = """(saved, pid, d, model, addition, ...values) => {
+  const s = Object.assign({}, saved || {});
+  const n = values.length;
+  s.personality = pid; s.discussion = d || null; s.model = model;
+  s.sampling = Object.assign({}, s.sampling || {});
+  s.sampling[pid] = {panel: values.slice(0, n - 2), min_p: values[n - 2], stop: values[n - 1]};
+  s.system = Object.assign({}, s.system || {});
+  s.system[pid] = addition || "";
+  return [s]; }"""
+
 # On a phone the sidebar starts closed and the side column goes under the chat.
 CSS = """
 #commands { gap: 6px; flex-wrap: wrap; }
@@ -58,10 +70,12 @@ def build_app(
     *,
     any_model: bool = False,
     models: list[str] | None = None,
+    browser_secret: str | None = None,
 ) -> tuple[gr.Blocks, App]:
     """The web app for ``runtime``'s personalities, saving discussions in ``store``; ``sampling``
     overrides where the sampling panel starts (e.g. a small ``max_tokens``); ``any_model`` lets a
-    page run any model path or hub id, not only the ``models`` available here."""
+    page run any model path or hub id, not only the ``models`` available here; ``browser_secret``
+    keeps what a page remembers readable across restarts (random when None)."""
     app = App(runtime, store, sampling, any_model=any_model, models=models)
     first = app.personalities[app.ids[0]]
     categories = ["All", *sorted({p.category for p in app.personalities.values() if p.category})]
@@ -71,7 +85,9 @@ def build_app(
     command_rows: list[Any] = []
 
     with gr.Blocks(title="lollms") as demo:
-        remembered = gr.BrowserState(dict(REMEMBERED), storage_key="lollms-app")
+        remembered = gr.BrowserState(
+            dict(REMEMBERED), storage_key="lollms-app", secret=browser_secret
+        )
         discussion = gr.State(None)
         shown_ids = gr.State([])
         visible_ids = gr.State(app.ids)
@@ -358,9 +374,11 @@ def build_app(
 
         # Remembered in the browser: the open discussion, the personality, the model, and the
         # sampling panel and system prompt addition of each personality.
+        # In the page itself (no server round trip, no queue): saved the moment a value changes,
+        # so a reload straight after still finds it.
         gr.on(
             [
-                discussion.change,
+                current.change,
                 chosen.change,
                 model.change,
                 addition.change,
@@ -368,9 +386,10 @@ def build_app(
                 stops.change,
                 *(c.change for c in sampling_controls),
             ],
-            h.remember,
-            [remembered, chosen, discussion, model, addition, *sampling_controls, min_p, stops],
+            None,
+            [remembered, chosen, current, model, addition, *sampling_controls, min_p, stops],
             remembered,
+            js=REMEMBER_JS,
         )
         discussion.change(h.link_text, discussion, link)
         # A State lives on the server: the address bar follows a copy the page can read.
