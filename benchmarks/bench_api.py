@@ -45,32 +45,60 @@ def conversation(client: Any, backend: Any, turns: int, answer_tokens: int) -> l
     return times
 
 
-def overhead(client: Any, backend: Any, runs: int) -> tuple[float, float]:
-    """Median first-token time: the API end to end vs the backend alone on the same request."""
+def _idle(backend: Any) -> None:
+    """Wait until the engine has nothing running (a finished stream's job is reaped a tick later)
+    and empty the prompt cache, so that each measured call starts from the same state."""
+    engine = backend.server.engine
+    deadline = time.monotonic() + 30
+    while engine.busy and time.monotonic() < deadline:
+        time.sleep(0.005)
+    backend.prompt_cache.clear()
+
+
+def overhead(client: Any, backend: Any, runs: int) -> dict[str, float]:
+    """First-token times, each call consumed whole from an idle engine and an empty cache: the
+    API end to end and the backend alone on the same request (medians); and, inside the API
+    calls, the time spent outside the backend: request sent -> backend called, plus backend's
+    first text -> the client's first content delta (what the API adds, free of prefill noise)."""
     seen: list[Any] = []
+    marks: dict[str, float] = {}
     stream = backend.stream
 
-    def recording(request: Any, cancel: Any = None) -> Any:
+    def recording(request: Any, cancel: Any = None, **kw: Any) -> Any:
         seen.append(request)
-        return stream(request, cancel=cancel)
+        marks.setdefault("called", time.perf_counter())
+        for chunk in stream(request, cancel=cancel, **kw):
+            if chunk.text:
+                marks.setdefault("text", time.perf_counter())
+            yield chunk
 
+    question = [{"role": "user", "content": "Name three colours."}]
     backend.stream = recording
     try:
-        _ttft(client, [{"role": "user", "content": "Name three colours."}], 4)
+        _ttft(client, question, 4)
+        request = seen[-1]
+        api, direct, added = [], [], []
+        for _ in range(runs):
+            _idle(backend)
+            start = time.perf_counter()
+            first = 0.0
+            for chunk in stream(request):  # the backend alone, consumed whole as the API does
+                if chunk.text and not first:
+                    first = time.perf_counter() - start
+            direct.append(first)
+            _idle(backend)
+            marks.clear()
+            start = time.perf_counter()
+            took = _ttft(client, question, 4)[0]
+            api.append(took)
+            added.append((marks["called"] - start) + (start + took - marks["text"]))
     finally:
         backend.stream = stream
-    request = seen[-1]
-    api, direct = [], []
-    for _ in range(runs):
-        backend.prompt_cache.clear()
-        start = time.perf_counter()
-        for chunk in backend.stream(request):
-            if chunk.text:  # the first visible text, as the API's first content delta
-                direct.append(time.perf_counter() - start)
-                break
-        backend.prompt_cache.clear()
-        api.append(_ttft(client, [{"role": "user", "content": "Name three colours."}], 4)[0])
-    return statistics.median(api), statistics.median(direct)
+    return {
+        "api": statistics.median(api),
+        "direct": statistics.median(direct),
+        "added": statistics.median(added),
+    }
 
 
 def main() -> None:
@@ -108,7 +136,7 @@ def main() -> None:
         first = statistics.median(r[0] for r in runs)
         middle = statistics.median(r[len(r) // 2 - 1] for r in runs)
         last = statistics.median(r[-1] for r in runs)
-        api, direct = overhead(client, backend, 7)
+        measured = overhead(client, backend, 9)
     finally:
         served.close()
     print("| measure | value | goal |\n|---|---|---|")
@@ -117,9 +145,14 @@ def main() -> None:
         f"{last * 1000:.0f} / {first * 1000:.0f} ms = **{last / first:.2f}** | <= 1.3 |"
     )
     print(f"| TTFT turn {args.turns // 2} | {middle * 1000:.0f} ms | - |")
+    api, direct, added = measured["api"], measured["direct"], measured["added"]
     print(
-        f"| first token: API end to end / backend alone (median of 7) | "
-        f"{api * 1000:.0f} / {direct * 1000:.0f} ms: **{(api - direct) * 1000:+.0f} ms** | <= 15 ms |"
+        f"| first token: API end to end / backend alone (medians of 9) | "
+        f"{api * 1000:.0f} / {direct * 1000:.0f} ms ({(api - direct) * 1000:+.0f} ms) | - |"
+    )
+    print(
+        f"| first token: time the API spends outside the backend (median of 9) | "
+        f"**{added * 1000:.1f} ms** | <= 15 ms |"
     )
 
 

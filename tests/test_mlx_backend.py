@@ -92,6 +92,11 @@ def test_penalties_and_logit_bias_change_the_output(mlx_backend: Any) -> None:
     forced = mlx_backend.tokenizer.encode("Banana", add_special_tokens=False)[0]
     text, _ = ask(mlx_backend, repeat, logit_bias={forced: 100.0}, max_tokens=3)
     assert text.startswith(mlx_backend.tokenizer.decode([forced]))
+    size = len(mlx_backend.tokenizer.get_vocab())
+    with pytest.raises(ValueError, match=rf"token id {size + 7}, outside .*0\.\.{size - 1}"):
+        ask(mlx_backend, repeat, logit_bias={size + 7: 1.0})
+    with pytest.raises(ValueError, match="token id -1"):  # the vocabulary read once, kept
+        ask(mlx_backend, repeat, logit_bias={-1: 1.0})
 
 
 def test_stop_strings_stop_and_never_leak(mlx_backend: Any) -> None:

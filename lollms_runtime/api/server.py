@@ -210,18 +210,23 @@ def create_api(
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         completion = Completion(chat, cid, _file_url(request, artifacts_root))
         cancel = threading.Event()
-        # Indexing attached files is real work: off the event loop, and refused with a 400
-        # (before the turn starts) when a file cannot be read.
-        await asyncio.to_thread(_check_model_queue, runtime, target)
-        turns.enter()  # busy: refused before anything is saved
-        try:
-            turn = await asyncio.to_thread(
-                _prepare, service, chat, target, discussion, settings, cancel,
-                artifacts_root / "api" / cid,
-            )  # fmt: skip
-        except BaseException:
-            turns.leave()
-            raise
+
+        def admitted() -> Turn:
+            """Off the event loop, in one hop (loading a model, indexing attached files are
+            real work): a full model queue or too many turns is a 503 before anything is
+            saved; a file that cannot be read, a 400 before the turn starts."""
+            _check_model_queue(runtime, target)
+            turns.enter()
+            try:
+                return _prepare(
+                    service, chat, target, discussion, settings, cancel,
+                    artifacts_root / "api" / cid,
+                )  # fmt: skip
+            except BaseException:
+                turns.leave()
+                raise
+
+        turn = await asyncio.to_thread(admitted)
         completion.discussion_id = turn.discussion_id
 
         def start() -> Turn:
