@@ -418,6 +418,41 @@ def test_saved_discussions_through_the_api(server: Server) -> None:
     assert "is with 'assistant', not 'router'" in info.value.body["message"]  # type: ignore[index]
 
 
+def test_a_discussion_named_in_a_header(server: Server) -> None:
+    """For clients that add headers but no body fields; the answer names the discussion back."""
+    server.text.enqueue("Hello, Bo.", "You are Bo.", "Streamed.")
+    client = server.client()
+    raw = client.chat.completions.with_raw_response.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "I am Bo."}],
+        extra_headers={"X-Lollms-Discussion": "new"},
+    )
+    did = raw.headers["x-lollms-discussion"]
+    assert (raw.parse().model_extra or {})["discussion_id"] == did
+    streamed = client.chat.completions.with_raw_response.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "Who am I?"}],
+        extra_headers={"X-Lollms-Discussion": did},
+        stream=True,
+    )
+    assert streamed.headers["x-lollms-discussion"] == did
+    assert "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices)
+    assert [m.content for m in server.service.history(did)] == [
+        "I am Bo.", "Hello, Bo.", "Who am I?", "You are Bo.",
+    ]  # fmt: skip
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="assistant",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"X-Lollms-Discussion": "nope"},
+        )
+    # Unsaved by default: no header back.
+    plain = client.chat.completions.with_raw_response.create(
+        model="assistant", messages=[{"role": "user", "content": "x"}]
+    )
+    assert "x-lollms-discussion" not in plain.headers
+
+
 def test_a_saved_turn_whose_client_leaves_is_saved_as_cancelled(server: Server) -> None:
     server.text.enqueue(" ".join(f"w{i}" for i in range(300)))
     server.text.on_chunk = lambda emitted: time.sleep(0.02)

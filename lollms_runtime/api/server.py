@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 << 20
 MAX_RUNNING_TURNS = 16
 KEYS_ENV = "LOLLMS_API_KEYS"
+# For clients that can add a header but not a body field (e.g. a custom-headers setting): the
+# discussion to save the turn into, as the `discussion` field; the answer names it back.
+DISCUSSION_HEADER = "X-Lollms-Discussion"
 
 
 @dataclasses.dataclass
@@ -196,6 +199,11 @@ def create_api(
         authorize(request)
         raw = await _read_bounded(request, config.max_body_bytes)
         chat = parse_chat_request(parse_json(raw))
+        named = request.headers.get(DISCUSSION_HEADER)
+        if named is not None and chat.discussion is None:
+            if not named.strip():
+                raise bad(f'{DISCUSSION_HEADER} must be "new" or a discussion id', "discussion")
+            chat.discussion = named.strip()
         target = personality(chat.model)
         check_sampling(chat.sampling)
         if "logit_bias" in chat.sampling:
@@ -233,13 +241,14 @@ def create_api(
             return turn
 
         events = pump(start, cancel, turns.leave)
+        saved = {DISCUSSION_HEADER: turn.discussion_id} if turn.discussion_id else {}
         if chat.stream:
             return StreamingResponse(
                 completion.stream(events, cancel),
                 media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **saved},
             )
-        return JSONResponse(await completion.whole(events, request, cancel))
+        return JSONResponse(await completion.whole(events, request, cancel), headers=saved)
 
     return app
 
