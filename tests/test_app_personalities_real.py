@@ -62,12 +62,6 @@ def test_gpt_for_art_describes_an_artwork(runtime: Runtime) -> None:
     assert len(ENGLISH.findall(text)) >= 3, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seeded, the embedded model writes romanized Japanese ('**Sakura no kami no kyo, the "
-    "beauty** / Jiin no mii kenoka, no no wakarimasu.'): the haiku wording needs work; strict, so "
-    "this fails once the answer is right and the mark must go",
-)
 def test_haiku_poet_writes_short_poems_with_a_title(runtime: Runtime) -> None:
     text = answer(runtime, "haiku_poet")
     title, _sep, poems = text.partition("\n\n")
