@@ -74,8 +74,10 @@ def test_haiku_poet_writes_short_poems_with_a_title(runtime: Runtime) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="on the embedded 135M model the router explains the request instead of translating "
-    "('The French language is a language of the alphabet, ...'): its wording needs work; strict, "
-    "so this fails once the answer is right and the mark must go",
+    "('The French language is a language of the French culture. ...'); no wording found makes it "
+    "translate: the Q4_1 model does not know that a cat is 'chat' (The French word for 'cat' is "
+    "'caché'), and its French is word salad with any prompt, few-shot or glossary tried. "
+    "Strict, so this fails once the answer is right and the mark must go",
 )
 def test_router_translates_into_french(runtime: Runtime) -> None:
     text = answer(runtime, "router")
