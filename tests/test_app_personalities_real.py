@@ -76,7 +76,8 @@ def test_haiku_poet_writes_short_poems_with_a_title(runtime: Runtime) -> None:
     reason="on the embedded 135M model the router explains the request instead of translating "
     "('The French language is a language of the French culture. ...'); no wording found makes it "
     "translate: the Q4_1 model does not know that a cat is 'chat' (The French word for 'cat' is "
-    "'caché'), and its French is word salad with any prompt, few-shot or glossary tried. "
+    "'caché'), its French is word salad with every prompt tried (few-shot pairs too), and given a "
+    "glossary it copies 'chat' into word salad ('L'homme d'un cattillon est le chat'). "
     "Strict, so this fails once the answer is right and the mark must go",
 )
 def test_router_translates_into_french(runtime: Runtime) -> None:
