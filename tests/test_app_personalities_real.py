@@ -62,12 +62,6 @@ def test_gpt_for_art_describes_an_artwork(runtime: Runtime) -> None:
     assert len(ENGLISH.findall(text)) >= 3, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seeded, the embedded model writes romanized Japanese ('**Sakura no kami no kyo, the "
-    "beauty** / Jiin no mii kenoka, no no wakarimasu.'): the haiku wording needs work; strict, so "
-    "this fails once the answer is right and the mark must go",
-)
 def test_haiku_poet_writes_short_poems_with_a_title(runtime: Runtime) -> None:
     text = answer(runtime, "haiku_poet")
     title, _sep, poems = text.partition("\n\n")
@@ -80,8 +74,11 @@ def test_haiku_poet_writes_short_poems_with_a_title(runtime: Runtime) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="on the embedded 135M model the router explains the request instead of translating "
-    "('The French language is a language of the alphabet, ...'): its wording needs work; strict, "
-    "so this fails once the answer is right and the mark must go",
+    "('The French language is a language of the French culture. ...'); no wording found makes it "
+    "translate: the Q4_1 model does not know that a cat is 'chat' (The French word for 'cat' is "
+    "'caché'), its French is word salad with every prompt tried (few-shot pairs too), and given a "
+    "glossary it copies 'chat' into word salad ('L'homme d'un cattillon est le chat'). "
+    "Strict, so this fails once the answer is right and the mark must go",
 )
 def test_router_translates_into_french(runtime: Runtime) -> None:
     text = answer(runtime, "router")
