@@ -83,3 +83,20 @@ def test_haiku_poet_writes_short_poems_with_a_title(runtime: Runtime) -> None:
 def test_router_translates_into_french(runtime: Runtime) -> None:
     text = answer(runtime, "router")
     assert re.search(r"\b(?:chat|dort|canapé)\b", text, re.IGNORECASE), text
+
+
+@pytest.mark.parametrize(("index", "branch"), [(0, "translate"), (1, "summarize"), (2, "chat")])
+def test_router_sends_each_example_down_its_own_branch(
+    runtime: Runtime, index: int, branch: str
+) -> None:
+    """The model-judged route: an option counts however the model capitalises it (scored as
+    written only, every example went to the first-listed option)."""
+    example = runtime.catalog.get("router").examples[index]
+    events = list(runtime.run("router", example, sampling={"seed": 1}))
+    reply = next(e for e in events if isinstance(e, Reply))
+    print(f"router {branch}: {reply.text!r}")
+    assert reply.shown == {"intent": branch}, reply.text
+    if branch == "summarize":
+        assert "budget" in reply.text.lower() and len(reply.text) < len(example), reply.text
+    if branch == "chat":
+        assert not FRENCH.search(reply.text) and len(ENGLISH.findall(reply.text)) >= 3, reply.text

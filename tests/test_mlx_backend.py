@@ -224,13 +224,19 @@ def test_multi_token_choices_are_scored_as_whole_sequences(mlx_backend: Any) -> 
     # Reference: each choice's log-probability from a full forward pass of prompt + choice.
     context = mlx_backend.prompt_tokens(request)
     model, tokenizer = mlx_backend.loaded.model, mlx_backend.tokenizer
-    scores = []
-    for choice in choices:
-        ids = tokenizer.encode(choice, add_special_tokens=False)
+    n = len(context)
+
+    def whole(text: str) -> float:
+        ids = tokenizer.encode(text, add_special_tokens=False)
         logits = model(mx.array(context + ids)[None]).astype(mx.float32)
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        n = len(context)
-        scores.append(sum(logprobs[0, n - 1 + j, t].item() for j, t in enumerate(ids)))
+        return float(sum(logprobs[0, n - 1 + j, t].item() for j, t in enumerate(ids)))
+
+    # A choice counts as written and with its first letter's case swapped ("a" or "A").
+    scores = []
+    for choice in choices:
+        other = choice[0].swapcase() + choice[1:]
+        scores.append(math.log(math.exp(whole(choice)) + math.exp(whole(other))))
     top = max(scores)
     total = sum(math.exp(s - top) for s in scores)
     for choice, score in zip(choices, scores, strict=True):

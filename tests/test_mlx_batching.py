@@ -202,13 +202,26 @@ def test_a_choice_while_others_generate(backend: Any) -> None:
         _Stream(backend, _request(q, Sampling(temperature=0.0, max_tokens=24)))
         for q in QUESTIONS[:2]
     ]
+    # The 135M model starts every bare yes/no answer with "No" ("No, Paris is not in France."):
+    # two examples of the answer format first, as in test_mlx_backend.
+    shots = GenerationRequest(
+        [
+            ChatMessage("user", "Is fire hot? Answer yes or no."),
+            ChatMessage("assistant", "yes"),
+            ChatMessage("user", "Is ice hot? Answer yes or no."),
+            ChatMessage("assistant", "no"),
+            ChatMessage("user", "Is Paris in France? Answer yes or no."),
+        ]
+    )
+    alone = backend.choose(shots, ["yes", "no"])
     for stream in streams:
         stream.start()
-    result = backend.choose(_request("Is Paris in France? Answer yes or no."), ["yes", "no"])
+    result = backend.choose(shots, ["yes", "no"])
     for stream in streams:
         stream.join(120)
         assert stream.error is None and stream.last.finish_reason in ("stop", "length")
     assert result.choice == "yes"
+    assert result.probabilities["yes"] == pytest.approx(alone.probabilities["yes"], abs=1e-3)
 
 
 def test_stop_during_a_long_prefill_frees_the_model_within_one_chunk(backend: Any) -> None:

@@ -83,10 +83,28 @@ class MLXTextBackend:
         """Pick the choice the model scores highest as the continuation of ``request``'s prompt."""
         if not choices:
             raise ValueError("choose() needs at least one choice")
-        return _result(choices, self.server.choose(request, choices))
+        forms = [spellings(c, choices) for c in choices]
+        scores = iter(self.server.choose(request, [f for fs in forms for f in fs]))
+        return _result(choices, [_logsumexp([next(scores) for _ in fs]) for fs in forms])
 
     def cache_length(self, cache: list[Any]) -> int:
         return cache_length(cache)
+
+
+def spellings(choice: str, choices: Sequence[str]) -> list[str]:
+    """The ways the model may write ``choice``: as written, and with its first letter in the other
+    case (options are written in lower case, and a model starts its answer with a capital: scored
+    as written only, "Translate" counted for none of the options and the first-listed one won
+    whatever was asked), unless that spelling is an option of its own."""
+    other = choice[:1].swapcase() + choice[1:]
+    return [choice] if other == choice or other in choices else [choice, other]
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    import math
+
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
 
 
 def _result(choices: Sequence[str], scores: Sequence[float]) -> ChoiceResult:
