@@ -200,25 +200,28 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     expect(chat.get_by_text("text_to_image · Paint the description")).to_have_count(1)
     _shot(page, "3-no-painting.png")
 
-    # Retry, on the answer itself: the old answer is kept, and the arrows switch versions.
-    answers = page.locator("#versions-assistant")
-    expect(answers).to_be_hidden()
+    # Retry, on the answer itself: the old answer is kept, and the counter on the answer
+    # ("◀ 2/2 ▶", as in other chat apps) and its menu switch versions.
+    counter = chat.locator(".lollms-versions-assistant")
+    expect(counter).to_have_count(0)
     chat.get_by_role("button", name="Retry").last.click()
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 2/2", timeout=120_000)
+    expect(counter).to_contain_text("2/2", timeout=120_000)
     _settled(chat)
     _answer_menu(page, "◀ Previous version")
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
-    answers.get_by_role("button", name="▶").click()
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 2/2")
-    answers.get_by_role("button", name="◀").click()
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
+    expect(counter).to_contain_text("1/2")
+    counter.get_by_title("Next version").click()
+    expect(counter).to_contain_text("2/2")
+    counter.get_by_title("Previous version").click()
+    expect(counter).to_contain_text("1/2")
+    expect(counter).to_have_count(1)
+    expect(chat).to_contain_text("Add some street art to the scene.")
     _shot(page, "3b-versions.png")
 
     # Continue, from the answer's menu: it grows in place, one more generate step in its trace.
     _answer_menu(page, "Continue")
     expect(chat).to_contain_text("generate · answer", timeout=120_000)
     _settled(chat)
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
+    expect(counter).to_contain_text("1/2")
     # Copy is on each message (Gradio's own button).
     expect(chat.get_by_role("button", name="Copy message").last).to_be_visible()
     _shot(page, "3c-continued.png")

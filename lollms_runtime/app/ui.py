@@ -50,6 +50,9 @@ CSS = """
 #commands { gap: 6px; flex-wrap: wrap; }
 #commands button { flex: 0 0 auto; }
 #discussions .wrap { flex-direction: column; }
+.lollms-versions { font-size: 0.85em; opacity: 0.75; white-space: nowrap; }
+.lollms-version { background: none; border: none; cursor: pointer; padding: 0 6px; color: inherit; }
+.lollms-version:hover { opacity: 1; color: var(--color-accent); }
 @media (max-width: 820px) {
   #main-row { flex-direction: column; }
   #main-row > div, #side-column { min-width: 0 !important; width: 100% !important; }
@@ -57,6 +60,23 @@ CSS = """
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
 }
 """
+# Run once when the page loads. The chat strips inline handlers from messages: one listener answers
+# the arrows of a version counter ("◀ 2/2 ▶", turns.versions_text) by pressing the hidden button
+# of the same role and direction.
+PAGE_JS = """() => {
+  document.addEventListener('click', (event) => {
+    const arrow = event.target.closest ? event.target.closest('.lollms-version') : null;
+    if (!arrow) { return; }
+    event.preventDefault(); event.stopPropagation();
+    const [role, which] = ['user', 'assistant'].flatMap((r) =>
+      ['previous', 'next'].map((w) => [r, w])).find(([r, w]) =>
+      arrow.classList.contains(`lollms-version-${r}`) &&
+      arrow.classList.contains(`lollms-version-${w}`)) || [];
+    const found = role ? document.getElementById(`version-${role}-${which}`) : null;
+    const button = found && found.tagName !== 'BUTTON' ? found.querySelector('button') : found;
+    if (button) { button.click(); }
+  }, true);
+}"""
 # Keep the address bar on the open discussion: the URL is a link to it.
 URL_JS = """(d) => { const u = new URL(window.location.href);
   if (d) { u.searchParams.set('d', d); } else { u.searchParams.delete('d'); }
@@ -150,16 +170,20 @@ def build_app(
                     avatar_images=(None, app.avatar_of(first)),
                     placeholder="Say something to start.",
                 )
-                # Versions of the last message and of the last answer (edits, retries): each
-                # row shows only when there is more than one.
-                navigators: list[Any] = []
-                with gr.Row(equal_height=True):
-                    for role, what in (("user", "Message"), ("assistant", "Answer")):
-                        with gr.Row(visible=False, elem_id=f"versions-{role}") as row:
-                            previous = gr.Button("◀", size="sm", scale=0, min_width=36)
-                            label = gr.Markdown(elem_id=f"versions-{role}-label")
-                            following = gr.Button("▶", size="sm", scale=0, min_width=36)
-                        navigators.append((role, what, row, label, previous, following))
+                # The version counters ("◀ 2/2 ▶") are drawn on the messages themselves; their
+                # arrows press these buttons (PAGE_JS), rendered but never shown.
+                switches = [
+                    (
+                        role,
+                        step,
+                        gr.Button(
+                            visible="hidden",
+                            elem_id=f"version-{role}-{'previous' if step < 0 else 'next'}",
+                        ),
+                    )
+                    for role in ("user", "assistant")
+                    for step in (-1, 1)
+                ]
                 with gr.Row(equal_height=True):
                     prompt = gr.Textbox(
                         show_label=False,
@@ -303,22 +327,17 @@ def build_app(
             shown_ids,
             model,
         ]
-        version_outputs = [c for _r, _w, row, label, *_ in navigators for c in (row, label)]
         list_outputs = [*lists, empty]
         run_inputs = [*setting_controls, *sampling_controls, min_p, stops]
         turn_inputs = [chosen, discussion, model, addition, show_all, chatbot, *run_inputs]
         turn_outputs = [chatbot, discussion, shown_ids]
 
         def after(event: Any) -> Any:
-            """Once a turn's stream ends: the sidebar, the version rows, the link."""
-            return event.then(h.lists, [search, discussion], list_outputs).then(
-                h.version_rows, discussion, version_outputs
-            )
+            """Once a turn's stream ends: the sidebar."""
+            return event.then(h.lists, [search, discussion], list_outputs)
 
         def opened(event: Any) -> Any:
-            return event.then(h.version_rows, discussion, version_outputs).then(
-                h.lists, [search, discussion], list_outputs
-            )
+            return event.then(h.lists, [search, discussion], list_outputs)
 
         opened(chosen.input(h.choose, [chosen, remembered, show_all], view_outputs))
         opened(gallery.select(h.choose_from_gallery, [visible_ids, remembered], view_outputs))
@@ -347,13 +366,10 @@ def build_app(
         after(chatbot.edit(h.edit, [shown_ids, *turn_inputs], turn_outputs))
         after(chatbot.like(h.act, [shown_ids, *turn_inputs], turn_outputs))
         stop_button.click(h.stop, None, None)
-        for role, _what, _row, _label, previous, following in navigators:
-            for button, step in ((previous, -1), (following, 1)):
-                button.click(
-                    h.switcher(role, step),
-                    [chosen, discussion, show_all],
-                    [chatbot, shown_ids, *version_outputs],
-                )
+        for role, step, button in switches:
+            button.click(
+                h.switcher(role, step), [chosen, discussion, show_all], [chatbot, shown_ids]
+            )
         opened(chatbot.clear(h.new, [chosen, remembered], view_outputs))
 
         search.change(h.lists, [search, discussion], list_outputs)
