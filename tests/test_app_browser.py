@@ -159,6 +159,17 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     page.locator("#personalities .thumbnail-item").first.click()
     expect(page.locator("#header")).to_contain_text("GPT for Art")
     expect(chat).to_contain_text("Tell me what to imagine")
+    # It paints: the side column says which painters are ready and what fixes the others (the
+    # real server has no image model here; the scripted one paints with its default painter).
+    painters = page.locator("#painters")
+    expect(painters).to_contain_text(
+        "mlx-diffusion — ready"
+        if SCRIPTED
+        else "mlx-diffusion — not ready: lollms models pull stabilityai/sd-turbo",
+        timeout=30_000,
+    )
+    expect(painters).to_contain_text("a1111 — not")
+    expect(painters).to_contain_text("openai-images — not")
     _shot(page, "1-chosen.png")
 
     # Send the example prompt; the box empties at once, the answer streams and the trace shows
@@ -255,6 +266,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
 
     # The nested trace: a for_each's iterations under it, both of them, live.
     _pick(page, "Haiku Poet")
+    expect(page.locator("#painters")).to_be_hidden()  # it never paints: no painters line
     _send(page, "the sea")
     expect(chat).to_contain_text("loop · Find a title", timeout=180_000)
     _settled(chat)

@@ -239,6 +239,14 @@ class Handlers:
         updates.append(gr.Markdown(nothing, visible=not any(found.values())))
         return updates
 
+    def painters(self, pid: str, *values: Any) -> Any:
+        """Which painters ``pid`` may use, with the page's settings, and whether each is ready
+        (hidden for a personality that never paints)."""
+        start, end = self.offsets[pid]
+        settings = controls.settings_from(self.app.personalities[pid], values[start:end])
+        line = self.app.painters_line(pid, settings)
+        return gr.Markdown(line, visible=bool(line))
+
     def link_text(self, discussion_id: str | None) -> str:
         return (
             f"Link to this discussion: [?d={discussion_id}](?d={discussion_id})"

@@ -50,6 +50,8 @@ CSS = """
 #commands { gap: 6px; flex-wrap: wrap; }
 #commands button { flex: 0 0 auto; }
 #discussions .wrap { flex-direction: column; }
+#painters { font-size: 0.85em; padding: 6px 10px; }
+#painters code { font-size: 0.95em; }
 .lollms-versions { font-size: 0.85em; opacity: 0.75; white-space: nowrap; }
 .lollms-version { background: none; border: none; cursor: pointer; padding: 0 6px; color: inherit; }
 .lollms-version:hover { opacity: 1; color: var(--color-accent); }
@@ -257,6 +259,8 @@ def build_app(
                     elem_id="model",
                     info=None if app.any_model else "the models on this server",
                 )
+                # Filled after the page loads (a painter's check may take a moment).
+                painters = gr.Markdown("", visible=False, elem_id="painters", container=True)
                 with gr.Accordion("Settings", open=True):
                     for pid in app.ids:
                         p = app.personalities[pid]
@@ -337,14 +341,18 @@ def build_app(
             return event.then(h.lists, [search, discussion], list_outputs)
 
         def opened(event: Any) -> Any:
-            return event.then(h.lists, [search, discussion], list_outputs)
+            return event.then(h.lists, [search, discussion], list_outputs).then(
+                h.painters, [chosen, *setting_controls], painters, show_progress="hidden"
+            )
 
         opened(chosen.input(h.choose, [chosen, remembered, show_all], view_outputs))
         opened(gallery.select(h.choose_from_gallery, [visible_ids, remembered], view_outputs))
         category.change(h.refilter, [category, find], [gallery, visible_ids])
         find.change(h.refilter, [category, find], [gallery, visible_ids])
         for control in setting_controls:
-            control.change(h.save_settings, [chosen, *setting_controls], None)
+            control.change(h.save_settings, [chosen, *setting_controls], None).then(
+                h.painters, [chosen, *setting_controls], painters, show_progress="hidden"
+            )
         examples.click(lambda sample: sample[0], examples, prompt)
         model.input(h.pick_model, model, model)
         show_all.change(h.redraw, [chosen, discussion, show_all], [chatbot, shown_ids])
