@@ -120,6 +120,14 @@ def _answer_menu(page: Any, option: str) -> None:
     page.locator("#chat .extra-feedback-option", has_text=option).last.click()
 
 
+# Whether the message box's placeholder fits on one line (measured with the box's own font).
+PLACEHOLDER_FITS = """() => { const t = document.querySelector('#prompt textarea');
+  const s = getComputedStyle(t); const c = document.createElement('canvas').getContext('2d');
+  c.font = `${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+  const room = t.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+  return c.measureText(t.placeholder).width <= room; }"""
+
+
 def _pick(page: Any, name: str) -> None:
     page.locator("#personalities .thumbnail-item", has_text=name).click()
     from playwright.sync_api import expect
@@ -170,6 +178,8 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     )
     expect(painters).to_contain_text("a1111 — not")
     expect(painters).to_contain_text("openai-images — not")
+    # The box keeps its width beside Attach, Send and Stop: the placeholder stays on one line.
+    assert page.evaluate(PLACEHOLDER_FITS)
     _shot(page, "1-chosen.png")
 
     # Send the example prompt; the box empties at once, the answer streams and the trace shows
@@ -390,5 +400,11 @@ def test_phone_sized_screen(server: Server, browser: object) -> None:
     # The sidebar starts closed: the chat and the box to type in are on screen.
     box = page.locator("#prompt textarea").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    # The box has the screen's width (the buttons go under it): its placeholder on one line.
+    assert box["width"] >= 300 and page.evaluate(PLACEHOLDER_FITS)
+    for name in ("Attach", "Send", "Stop"):
+        button = page.get_by_role("button", name=name, exact=True).bounding_box()
+        assert button is not None and button["y"] >= box["y"] + box["height"]
+        assert button["x"] >= 0 and button["x"] + button["width"] <= 390
     expect(page.get_by_role("button", name="New discussion")).not_to_be_in_viewport()
     _shot(page, "11-phone.png")

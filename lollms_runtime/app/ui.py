@@ -50,6 +50,15 @@ CSS = """
 #commands { gap: 6px; flex-wrap: wrap; }
 #commands button { flex: 0 0 auto; }
 #discussions .wrap { flex-direction: column; }
+/* The message box takes the row and keeps room for its placeholder on one line; the buttons keep
+   to their words (a wide Attach squeezed it), and go under the box when the column is narrow. */
+#input-row { flex-wrap: wrap !important; align-items: stretch !important; gap: 8px; }
+#input-row > :has(#prompt) { flex: 1 1 260px !important; min-width: 0 !important; }
+#input-buttons {
+  flex: 0 0 auto !important; width: auto; flex-wrap: nowrap !important; gap: 8px;
+  align-items: stretch !important;
+}
+#input-buttons > button { flex: 1 0 auto !important; padding: 0 14px; min-height: 40px; }
 #painters { font-size: 0.85em; padding: 6px 10px; }
 #painters code { font-size: 0.95em; }
 .lollms-versions { font-size: 0.85em; opacity: 0.75; white-space: nowrap; }
@@ -60,6 +69,10 @@ CSS = """
   #main-row > div, #side-column { min-width: 0 !important; width: 100% !important; }
   #header { min-width: 0 !important; }
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
+  /* On a phone the box has the whole width; the buttons share the line under it. */
+  #input-row > :has(#prompt) { flex: 1 1 100% !important; }
+  #input-buttons { flex: 1 1 100% !important; }
+  #input-buttons > button { flex: 1 1 0 !important; }
 }
 """
 # Run once when the page loads. The chat strips inline handlers from messages: one listener answers
@@ -186,27 +199,32 @@ def build_app(
                     for role in ("user", "assistant")
                     for step in (-1, 1)
                 ]
-                with gr.Row(equal_height=True):
+                with gr.Row(elem_id="input-row"):
                     prompt = gr.Textbox(
                         show_label=False,
-                        placeholder="Message…  (Enter to send, Shift+Enter for a new line)",
-                        scale=5,
-                        min_width=160,
+                        placeholder="Message…  (Shift+Enter for a new line)",
+                        scale=1,
+                        min_width=0,
                         elem_id="prompt",
                         submit_btn=False,
                         lines=1,
                         max_lines=8,
                     )
-                    attach_button = gr.UploadButton(
-                        "Attach",
-                        file_count="multiple",
-                        file_types=[".md", ".txt", ".html", ".htm", ".pdf"],
-                        scale=0,
-                        min_width=72,
-                        elem_id="attach",
-                    )
-                    send_button = gr.Button("Send", variant="primary", scale=0, min_width=64)
-                    stop_button = gr.Button("Stop", variant="stop", scale=0, min_width=64)
+                    with gr.Row(elem_id="input-buttons"):  # they wrap together, under the box
+                        attach_button = gr.UploadButton(
+                            "Attach",
+                            file_count="multiple",
+                            file_types=[".md", ".txt", ".html", ".htm", ".pdf"],
+                            scale=0,
+                            min_width=0,
+                            elem_id="attach",
+                        )
+                        send_button = gr.Button(
+                            "Send", variant="primary", scale=0, min_width=0, elem_id="send"
+                        )
+                        stop_button = gr.Button(
+                            "Stop", variant="stop", scale=0, min_width=0, elem_id="stop"
+                        )
                 attached_md = gr.Markdown("", elem_id="attached")
                 with gr.Row(elem_id="commands"):
                     for pid in app.ids:
