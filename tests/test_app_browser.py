@@ -406,5 +406,6 @@ def test_phone_sized_screen(server: Server, browser: object) -> None:
         button = page.get_by_role("button", name=name, exact=True).bounding_box()
         assert button is not None and button["y"] >= box["y"] + box["height"]
         assert button["x"] >= 0 and button["x"] + button["width"] <= 390
+    expect(page.locator("#send")).to_be_in_viewport(ratio=1)  # no scrolling to send
     expect(page.get_by_role("button", name="New discussion")).not_to_be_in_viewport()
     _shot(page, "11-phone.png")

@@ -69,7 +69,8 @@ CSS = """
   #main-row > div, #side-column { min-width: 0 !important; width: 100% !important; }
   #header { min-width: 0 !important; }
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
-  /* On a phone the box has the whole width; the buttons share the line under it. */
+  /* On a phone the box has the whole width; the buttons share the line under it, in view. */
+  #chat { height: 46vh !important; max-height: 46vh !important; }
   #input-row > :has(#prompt) { flex: 1 1 100% !important; }
   #input-buttons { flex: 1 1 100% !important; }
   #input-buttons > button { flex: 1 1 0 !important; }
