@@ -361,6 +361,41 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     tab.close()
 
 
+def test_an_edited_message_shows_its_versions(server: Server, browser: object) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server.url)
+    chat = page.locator("#chat")
+    expect(page.locator("#personality")).to_be_visible(timeout=30_000)
+    _pick(page, "Assistant")
+    _send(page, "Hello")
+    _settled(chat)
+    counter = chat.locator(".lollms-versions-user")
+    expect(counter).to_have_count(0)
+    # Edit the message (Gradio's pencil): a new branch, and "◀ 2/2 ▶" under the message.
+    chat.locator("button[aria-label='Edit']").last.click()
+    chat.locator("textarea:visible").last.fill("Hello there")
+    chat.get_by_role("button", name="Submit").click()
+    expect(counter).to_contain_text("2/2", timeout=120_000)
+    _settled(chat)
+    # Editing again offers the message's text only (not the counter's markup).
+    chat.locator("button[aria-label='Edit']").last.click()
+    expect(chat.locator("textarea:visible")).to_have_count(1)
+    expect(chat.locator("textarea:visible")).to_have_value("Hello there")
+    chat.get_by_role("button", name="Cancel").click()
+    counter.get_by_title("Previous version").click()
+    expect(counter).to_contain_text("1/2")
+    expect(chat).not_to_contain_text("Hello there")
+    counter.get_by_title("Next version").click()
+    expect(counter).to_contain_text("2/2")
+    expect(chat).to_contain_text("Hello there")
+    expect(page.get_by_text("Only messages you sent")).to_have_count(0)
+    _shot(page, "3d-edited-versions.png")
+
+
 @pytest.mark.skipif(not SCRIPTED, reason="a second model is there only with LOLLMS_SCRIPTED=1")
 def test_two_tabs_on_two_models(server: Server, browser: object) -> None:
     from playwright.sync_api import Browser, expect

@@ -396,6 +396,9 @@ class Handlers:
     ) -> Iterator[TurnUpdate]:
         index = event.index if isinstance(event.index, int) else event.index[0]
         message_id = ids[index] if 0 <= index < len(ids) else None
+        if message_id is None and "lollms-versions" in str(event.value):
+            yield UNCHANGED  # the version counter, sent along with the message it is under
+            return
         if not discussion_id or message_id is None:
             gr.Info("Only messages you sent in this discussion can be edited.")
             yield UNCHANGED

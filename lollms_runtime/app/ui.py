@@ -80,8 +80,17 @@ CSS = """
 # the arrows of a version counter ("◀ 2/2 ▶", turns.versions_text) by pressing the hidden button
 # of the same role and direction.
 PAGE_JS = """() => {
+  // Editing a message edits its whole bubble: the counter's own edit box is not offered.
+  const hideCounterBoxes = () => document.querySelectorAll('#chat textarea').forEach((box) => {
+    if (box.value.includes('lollms-versions')) { box.style.display = 'none'; }
+  });
   document.addEventListener('click', (event) => {
-    const arrow = event.target.closest ? event.target.closest('.lollms-version') : null;
+    if (!event.target.closest) { return; }
+    if (event.target.closest('#chat button[aria-label="Edit"]')) {
+      [0, 50, 250].forEach((ms) => setTimeout(hideCounterBoxes, ms));
+      return;
+    }
+    const arrow = event.target.closest('.lollms-version');
     if (!arrow) { return; }
     event.preventDefault(); event.stopPropagation();
     const [role, which] = ['user', 'assistant'].flatMap((r) =>
