@@ -245,6 +245,11 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     expect(counter).to_contain_text("1/2")
     # Copy is on each message (Gradio's own button).
     expect(chat.get_by_role("button", name="Copy message").last).to_be_visible()
+    # Copying the answer copies its text, not the version counter drawn on it.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    chat.get_by_role("button", name="Copy message").last.click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.strip() and "lollms-version" not in copied and "◀" not in copied, copied
     _shot(page, "3c-continued.png")
 
     # Restart the server: the discussion is in the sidebar and opens again.

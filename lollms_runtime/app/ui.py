@@ -79,7 +79,21 @@ CSS = """
 # Run once when the page loads. The chat strips inline handlers from messages: one listener answers
 # the arrows of a version counter ("◀ 2/2 ▶", turns.versions_text) by pressing the hidden button
 # of the same role and direction.
-PAGE_JS = """() => {
+PAGE_JS = r"""() => {
+  // Copying a message copies its text, not the counter's markup (the chat copies a bubble whole).
+  const counter = /\n*<span class="lollms-versions[\s\S]*?<\/span>/g;
+  const strip = (text) => String(text).replace(counter, '');
+  if (navigator.clipboard && navigator.clipboard.writeText) {
+    const write = navigator.clipboard.writeText.bind(navigator.clipboard);
+    navigator.clipboard.writeText = (text) => write(strip(text));
+  }
+  document.addEventListener('copy', (event) => {  // the fallback where there is no clipboard API
+    const text = String(document.getSelection() || '');
+    if (text.includes('lollms-versions') && event.clipboardData) {
+      event.clipboardData.setData('text/plain', strip(text));
+      event.preventDefault();
+    }
+  });
   // Editing a message edits its whole bubble: the counter's own edit box is not offered.
   const hideCounterBoxes = () => document.querySelectorAll('#chat textarea').forEach((box) => {
     if (box.value.includes('lollms-versions')) { box.style.display = 'none'; }
