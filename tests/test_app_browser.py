@@ -248,7 +248,10 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     # Copying the answer copies its text, not the version counter drawn on it.
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     chat.get_by_role("button", name="Copy message").last.click()
-    copied = page.evaluate("navigator.clipboard.readText()")
+    copied, deadline = "", time.monotonic() + 10  # the chat writes the clipboard a moment later
+    while not copied.strip() and time.monotonic() < deadline:
+        copied = page.evaluate("navigator.clipboard.readText()")
+        time.sleep(0.1)
     assert copied.strip() and "lollms-version" not in copied and "◀" not in copied, copied
     _shot(page, "3c-continued.png")
 
