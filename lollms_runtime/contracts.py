@@ -82,6 +82,9 @@ class StepKind:
     # When the step fails or falls back, front ends put this word before its error in the answer
     # itself (e.g. "Not painted"), so the user sees what is missing without opening the trace.
     notice: str = ""
+    # The step paints with an image backend: the keys of its body naming the backend and the
+    # model (text_to_image: backend, model), so a front end can say whether the painter is ready.
+    painter: tuple[str, str] | None = None
 
     def defined_names(self, body: Mapping[str, Any]) -> dict[str, str]:
         """The names ``body`` defines, each with the template text its value is made from."""
@@ -120,6 +123,11 @@ class TextBackendFactory:
 
 @dataclass(frozen=True)
 class ImageBackendFactory:
+    """Creates image backends: ``create(model, **options)``. ``ready(model)`` tells without
+    painting (bounded: a look on disk, a short request) whether it can paint ``model`` now: None
+    when it can, else what is missing and how to fix it, in a few words."""
+
     name: str
     create: Callable[..., ImageBackend]
     summary: str = ""
+    ready: Callable[[str | None], str | None] | None = None

@@ -4,6 +4,7 @@ answer differently, and a painter that is missing unless the default one is chos
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -57,6 +58,11 @@ def scripted(port: int) -> None:
     def image_backend(name: str | None = None, model: str | None = None) -> Any:
         return painter if name in (None, "", "mlx-diffusion") else missing
 
+    # The side column's painters line agrees with what paints here: the default painter is ready.
+    factories = runtime.host.image_backends
+    factories["mlx-diffusion"] = dataclasses.replace(
+        factories["mlx-diffusion"], ready=lambda model: None
+    )
     runtime.text_backend = text_backend  # type: ignore[method-assign]
     runtime.image_backend = image_backend  # type: ignore[method-assign]
     runtime.engine = Engine(

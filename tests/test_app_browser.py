@@ -120,6 +120,14 @@ def _answer_menu(page: Any, option: str) -> None:
     page.locator("#chat .extra-feedback-option", has_text=option).last.click()
 
 
+# Whether the message box's placeholder fits on one line (measured with the box's own font).
+PLACEHOLDER_FITS = """() => { const t = document.querySelector('#prompt textarea');
+  const s = getComputedStyle(t); const c = document.createElement('canvas').getContext('2d');
+  c.font = `${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+  const room = t.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+  return c.measureText(t.placeholder).width <= room; }"""
+
+
 def _pick(page: Any, name: str) -> None:
     page.locator("#personalities .thumbnail-item", has_text=name).click()
     from playwright.sync_api import expect
@@ -159,6 +167,19 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     page.locator("#personalities .thumbnail-item").first.click()
     expect(page.locator("#header")).to_contain_text("GPT for Art")
     expect(chat).to_contain_text("Tell me what to imagine")
+    # It paints: the side column says which painters are ready and what fixes the others (the
+    # real server has no image model here; the scripted one paints with its default painter).
+    painters = page.locator("#painters")
+    expect(painters).to_contain_text(
+        "mlx-diffusion — ready"
+        if SCRIPTED
+        else "mlx-diffusion — not ready: lollms models pull stabilityai/sd-turbo",
+        timeout=30_000,
+    )
+    expect(painters).to_contain_text("a1111 — not")
+    expect(painters).to_contain_text("openai-images — not")
+    # The box keeps its width beside Attach, Send and Stop: the placeholder stays on one line.
+    assert page.evaluate(PLACEHOLDER_FITS)
     _shot(page, "1-chosen.png")
 
     # Send the example prompt; the box empties at once, the answer streams and the trace shows
@@ -200,27 +221,38 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     expect(chat.get_by_text("text_to_image · Paint the description")).to_have_count(1)
     _shot(page, "3-no-painting.png")
 
-    # Retry, on the answer itself: the old answer is kept, and the arrows switch versions.
-    answers = page.locator("#versions-assistant")
-    expect(answers).to_be_hidden()
+    # Retry, on the answer itself: the old answer is kept, and the counter on the answer
+    # ("◀ 2/2 ▶", as in other chat apps) and its menu switch versions.
+    counter = chat.locator(".lollms-versions-assistant")
+    expect(counter).to_have_count(0)
     chat.get_by_role("button", name="Retry").last.click()
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 2/2", timeout=120_000)
+    expect(counter).to_contain_text("2/2", timeout=120_000)
     _settled(chat)
     _answer_menu(page, "◀ Previous version")
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
-    answers.get_by_role("button", name="▶").click()
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 2/2")
-    answers.get_by_role("button", name="◀").click()
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
+    expect(counter).to_contain_text("1/2")
+    counter.get_by_title("Next version").click()
+    expect(counter).to_contain_text("2/2")
+    counter.get_by_title("Previous version").click()
+    expect(counter).to_contain_text("1/2")
+    expect(counter).to_have_count(1)
+    expect(chat).to_contain_text("Add some street art to the scene.")
     _shot(page, "3b-versions.png")
 
     # Continue, from the answer's menu: it grows in place, one more generate step in its trace.
     _answer_menu(page, "Continue")
     expect(chat).to_contain_text("generate · answer", timeout=120_000)
     _settled(chat)
-    expect(page.locator("#versions-assistant-label")).to_contain_text("Answer 1/2")
+    expect(counter).to_contain_text("1/2")
     # Copy is on each message (Gradio's own button).
     expect(chat.get_by_role("button", name="Copy message").last).to_be_visible()
+    # Copying the answer copies its text, not the version counter drawn on it.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    chat.get_by_role("button", name="Copy message").last.click()
+    copied, deadline = "", time.monotonic() + 10  # the chat writes the clipboard a moment later
+    while not copied.strip() and time.monotonic() < deadline:
+        copied = page.evaluate("navigator.clipboard.readText()")
+        time.sleep(0.1)
+    assert copied.strip() and "lollms-version" not in copied and "◀" not in copied, copied
     _shot(page, "3c-continued.png")
 
     # Restart the server: the discussion is in the sidebar and opens again.
@@ -252,6 +284,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
 
     # The nested trace: a for_each's iterations under it, both of them, live.
     _pick(page, "Haiku Poet")
+    expect(page.locator("#painters")).to_be_hidden()  # it never paints: no painters line
     _send(page, "the sea")
     expect(chat).to_contain_text("loop · Find a title", timeout=180_000)
     _settled(chat)
@@ -336,6 +369,41 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     tab.close()
 
 
+def test_an_edited_message_shows_its_versions(server: Server, browser: object) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server.url)
+    chat = page.locator("#chat")
+    expect(page.locator("#personality")).to_be_visible(timeout=30_000)
+    _pick(page, "Assistant")
+    _send(page, "Hello")
+    _settled(chat)
+    counter = chat.locator(".lollms-versions-user")
+    expect(counter).to_have_count(0)
+    # Edit the message (Gradio's pencil): a new branch, and "◀ 2/2 ▶" under the message.
+    chat.locator("button[aria-label='Edit']").last.click()
+    chat.locator("textarea:visible").last.fill("Hello there")
+    chat.get_by_role("button", name="Submit").click()
+    expect(counter).to_contain_text("2/2", timeout=120_000)
+    _settled(chat)
+    # Editing again offers the message's text only (not the counter's markup).
+    chat.locator("button[aria-label='Edit']").last.click()
+    expect(chat.locator("textarea:visible")).to_have_count(1)
+    expect(chat.locator("textarea:visible")).to_have_value("Hello there")
+    chat.get_by_role("button", name="Cancel").click()
+    counter.get_by_title("Previous version").click()
+    expect(counter).to_contain_text("1/2")
+    expect(chat).not_to_contain_text("Hello there")
+    counter.get_by_title("Next version").click()
+    expect(counter).to_contain_text("2/2")
+    expect(chat).to_contain_text("Hello there")
+    expect(page.get_by_text("Only messages you sent")).to_have_count(0)
+    _shot(page, "3d-edited-versions.png")
+
+
 @pytest.mark.skipif(not SCRIPTED, reason="a second model is there only with LOLLMS_SCRIPTED=1")
 def test_two_tabs_on_two_models(server: Server, browser: object) -> None:
     from playwright.sync_api import Browser, expect
@@ -375,5 +443,12 @@ def test_phone_sized_screen(server: Server, browser: object) -> None:
     # The sidebar starts closed: the chat and the box to type in are on screen.
     box = page.locator("#prompt textarea").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    # The box has the screen's width (the buttons go under it): its placeholder on one line.
+    assert box["width"] >= 300 and page.evaluate(PLACEHOLDER_FITS)
+    for name in ("Attach", "Send", "Stop"):
+        button = page.get_by_role("button", name=name, exact=True).bounding_box()
+        assert button is not None and button["y"] >= box["y"] + box["height"]
+        assert button["x"] >= 0 and button["x"] + button["width"] <= 390
+    expect(page.locator("#send")).to_be_in_viewport(ratio=1)  # no scrolling to send
     expect(page.get_by_role("button", name="New discussion")).not_to_be_in_viewport()
     _shot(page, "11-phone.png")

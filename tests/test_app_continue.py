@@ -141,7 +141,11 @@ def test_switching_between_regenerated_answers_and_edited_messages(rig: Rig) -> 
     assert chat.service.store.thread(did)[-1].content == "First answer."
     assert chat.versions(did)["assistant"].label == "1/2"
     shown = chat.show(p, did)
-    assert shown.messages[-1]["content"] == "First answer."
+    # The answer, then its counter on it (drawn only: the stored answer has no counter).
+    assert shown.messages[-2]["content"] == "First answer."
+    counter = shown.messages[-1]["content"]
+    assert 'class="lollms-versions lollms-versions-assistant"' in counter and " 1/2 " in counter
+    assert shown.ids[-1] == shown.ids[-2] == chat.service.store.thread(did)[-1].id
     chat.switch(did, "assistant", +1)
     assert chat.service.store.thread(did)[-1].content == "Second answer."
 
@@ -149,6 +153,18 @@ def test_switching_between_regenerated_answers_and_edited_messages(rig: Rig) -> 
     list(chat.edit(p, did, user.id, "Say bye.", settings={}, sampling={}, cancel=threading.Event()))
     found = chat.versions(did)
     assert found["user"].label == "2/2" and "assistant" not in found
+    # The edited message shows its counter under it (not editable: no message id).
+    shown = chat.show(p, did)
+    at = shown.messages.index({"role": "user", "content": "Say bye."})
+    assert "lollms-versions-user" in shown.messages[at + 1]["content"]
+    assert " 2/2 " in shown.messages[at + 1]["content"] and shown.ids[at + 1] is None
+    assert sum("lollms-versions" in str(m["content"]) for m in shown.messages) == 1
+    # Display only: the exports and the stored messages never carry the counter.
+    for kind in ("md", "json"):
+        exported = chat.service.export_file(did, kind, Path(chat.service.store.path).parent)
+        text = exported.read_text(encoding="utf-8")
+        assert "Say bye." in text and "2/2" not in text and "lollms-version" not in text
+    assert not any("lollms-version" in m.content for m in chat.service.store.thread(did))
     chat.switch(did, "user", -1)  # back to the first question, with the answer last shown there
     thread = chat.service.store.thread(did)
     assert [m.content for m in thread] == ["Say hello.", "Second answer."]

@@ -23,6 +23,9 @@ from .state import GROUPS, App, with_addition
 from .turns import Chat, error_text
 
 TurnUpdate = tuple[Any, Any, Any]
+# What a turn handler yields when it does nothing: a generator that yields nothing sets its
+# outputs to empty values (the chat went blank when that answer arrived last).
+UNCHANGED: TurnUpdate = (gr.skip(), gr.skip(), gr.skip())
 # Message actions besides Gradio's own retry/edit/copy: shown in each answer's menu.
 CONTINUE, PREVIOUS, NEXT = "Continue", "◀ Previous version", "Next version ▶"
 REPEAT_S = 2.0  # the same menu choice on the same message again within this is the echo
@@ -236,14 +239,13 @@ class Handlers:
         updates.append(gr.Markdown(nothing, visible=not any(found.values())))
         return updates
 
-    def version_rows(self, discussion_id: str | None) -> list[Any]:
-        found = self.chat.versions(discussion_id)
-        updates: list[Any] = []
-        for role, what in (("user", "Message"), ("assistant", "Answer")):
-            version = found.get(role)
-            updates.append(gr.Row(visible=version is not None))
-            updates.append(f"{what} {version.label}" if version else "")
-        return updates
+    def painters(self, pid: str, *values: Any) -> Any:
+        """Which painters ``pid`` may use, with the page's settings, and whether each is ready
+        (hidden for a personality that never paints)."""
+        start, end = self.offsets[pid]
+        settings = controls.settings_from(self.app.personalities[pid], values[start:end])
+        line = self.app.painters_line(pid, settings)
+        return gr.Markdown(line, visible=bool(line))
 
     def link_text(self, discussion_id: str | None) -> str:
         return (
@@ -298,6 +300,7 @@ class Handlers:
     ) -> Iterator[TurnUpdate]:
         if not (text or "").strip():
             gr.Info("Type a message first.")
+            yield UNCHANGED
             return
         try:
             attachments = read_attachments(files or [])
@@ -335,6 +338,7 @@ class Handlers:
     ) -> Iterator[TurnUpdate]:
         if not discussion_id or not self.chat.service.history(discussion_id):
             gr.Info("Nothing to retry yet: send a message first.")
+            yield UNCHANGED
             return
         yield from self._turn(
             lambda chat, p, settings, sampling, cancel: chat.regenerate(
@@ -362,6 +366,7 @@ class Handlers:
     ) -> Iterator[TurnUpdate]:
         if not discussion_id:
             gr.Info("Nothing to continue yet: send a message first.")
+            yield UNCHANGED
             return
         yield from self._turn(
             lambda chat, p, settings, sampling, cancel: chat.continue_(
@@ -391,8 +396,12 @@ class Handlers:
     ) -> Iterator[TurnUpdate]:
         index = event.index if isinstance(event.index, int) else event.index[0]
         message_id = ids[index] if 0 <= index < len(ids) else None
+        if message_id is None and "lollms-versions" in str(event.value):
+            yield UNCHANGED  # the version counter, sent along with the message it is under
+            return
         if not discussion_id or message_id is None:
             gr.Info("Only messages you sent in this discussion can be edited.")
+            yield UNCHANGED
             return
         value = event.value
         text = value if isinstance(value, str) else str(value.get("text", value))
@@ -431,11 +440,13 @@ class Handlers:
         """An answer's menu: Continue, or the previous / next version of the answer."""
         index = event.index if isinstance(event.index, int) else event.index[0]
         if not event.liked or self._repeated(request.session_hash or "", index, event.liked):
+            yield UNCHANGED  # the echo: yielding nothing would empty the chat if it ends last
             return
         last = max((i for i, m in enumerate(ids) if m is not None), default=-1)
         is_last = 0 <= index < len(ids) and ids[index] is not None and ids[index] == ids[last]
         if event.liked in (PREVIOUS, NEXT, CONTINUE) and not is_last:
             gr.Info("That works on the last answer: open its branch first.")
+            yield UNCHANGED
             return
         if event.liked == CONTINUE:
             yield from self.continue_(
@@ -446,6 +457,8 @@ class Handlers:
                 pid, discussion_id, "assistant", -1 if event.liked == PREVIOUS else 1, show_all
             )
             yield messages, discussion_id, shown_ids
+        else:
+            yield UNCHANGED
 
     def _repeated(self, session: str, index: int, action: Any) -> bool:
         """Gradio's answer menu sends each choice twice: act once (a version switch or a
@@ -473,7 +486,7 @@ class Handlers:
         except (LollmsError, StoreError) as exc:
             gr.Info(str(exc))
         shown = self.chat.show(self.app.personalities[pid], discussion_id, show_all=show_all)
-        return [shown.messages, shown.ids, *self.version_rows(discussion_id)]
+        return [shown.messages, shown.ids]
 
     def switcher(self, role: str, step: int) -> Any:
         return lambda pid, discussion_id, show_all: self.switch(

@@ -19,6 +19,7 @@ from ..paths import PathRefused, confined
 from ..personality import Personality
 from ..runtime import Runtime
 from ..store import Discussion, DiscussionStore
+from .painters import Readiness, painters_of
 from .trace import use_step_kinds
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,28 @@ class App:
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._served = frozenset(self.asset_files())
+        self.readiness = Readiness(runtime.host.image_backends)
+        # Checked once now, off any page's load, so the first page finds the answers ready.
+        threading.Thread(target=self._check_painters, name="painters", daemon=True).start()
+
+    # -- painters ---------------------------------------------------------------------------------
+
+    def painters_line(self, pid: str, settings: Mapping[str, Any] | None = None) -> str:
+        """The painters ``pid`` may paint with and whether each is ready ("" if it never
+        paints); ``settings`` are the page's (default: the saved ones)."""
+        p = self.personalities[pid]
+        if settings is None:
+            settings = {**p.default_settings(), **self.service.settings(pid)}
+        default = self.runtime.image_backend_name
+        kinds = self.runtime.host.step_kinds
+        return self.readiness.line(painters_of(p, settings, default, kinds))
+
+    def _check_painters(self) -> None:
+        for pid in self.ids:
+            try:
+                self.painters_line(pid)
+            except Exception:  # only a head start: a page asks again and shows the error
+                log.debug("painters of %s not checked", pid, exc_info=True)
 
     # -- models -----------------------------------------------------------------------------------
 

@@ -116,6 +116,26 @@ def served_files(service: ConversationService, message_id: str) -> tuple[list[Pa
     return images, audio
 
 
+def versions_text(role: str, version: Version) -> str:
+    """The counter on a message that has other versions ("◀ 2/2 ▶"), drawn only in the chat
+    (never saved: exports and the API read the store). The chat strips inline handlers, so its
+    arrows are plain buttons the page's script (``ui.PAGE_JS``) answers by pressing the hidden
+    version button of the same role and direction."""
+
+    def arrow(which: str, glyph: str, title: str) -> str:
+        # Classes, not data-* attributes: the chat's sanitizer keeps only class and title.
+        return (
+            f'<button class="lollms-version lollms-version-{role} lollms-version-{which}" '
+            f'title="{title}">{glyph}</button>'
+        )
+
+    return (
+        f'<span class="lollms-versions lollms-versions-{role}">'
+        f"{arrow('previous', '◀', 'Previous version')} {version.label} "
+        f"{arrow('next', '▶', 'Next version')}</span>"
+    )
+
+
 def error_text(message: str, hint: str = "") -> str:
     """A failed turn as the chat shows it: what went wrong, then what to do."""
     return f"⚠️ {message}" + (f"\n\n*{hint}*" if hint else "")
@@ -169,21 +189,31 @@ class Chat:
         ids: list[str | None] = [None] * len(messages)
         if discussion_id is None:
             return Shown(messages, ids)
+        counters = self.counters(discussion_id)
         for message in self.service.history(discussion_id, leaf_id):
             if message.role == "user":
                 messages.append({"role": "user", "content": message.content})
                 ids.append(message.id)
-                attached = attachments_text(message.metadata)
-                if attached:
-                    messages.append({"role": "user", "content": attached})
-                    ids.append(None)  # not a message of its own: no edit, no actions
+                for extra in (attachments_text(message.metadata), counters.get(message.id)):
+                    if extra:
+                        messages.append({"role": "user", "content": extra})
+                        ids.append(None)  # not a message of its own: no edit, no actions
             elif message.role == "assistant":
                 shown = self.stored_answer(message).messages(
                     self.show_all if show_all is None else show_all
                 )
+                if message.id in counters:
+                    shown.append({"role": "assistant", "content": counters[message.id]})
                 messages += shown
                 ids += [message.id] * len(shown)
         return Shown(messages, ids)
+
+    def counters(self, discussion_id: str | None) -> dict[str, str]:
+        """The version counter of each shown message that has other versions, by message id."""
+        return {
+            version.message_id: versions_text(role, version)
+            for role, version in self.versions(discussion_id).items()
+        }
 
     def versions(self, discussion_id: str | None) -> dict[str, Version]:
         """See :meth:`ConversationService.versions`."""
@@ -285,12 +315,15 @@ class Chat:
         assert discussion_id is not None and answer_id is not None  # a saved turn
         view.key = answer_id  # the same message ids as when the answer is reopened
         before = self.show(personality, discussion_id, turn.user_id)
+        counter = self.counters(discussion_id).get(answer_id)  # a retry's "2/2", live
 
         def shown() -> Shown:
             view.images = turn.images
             kept = {p for p, _kind, _mime in turn.recording.files} if turn.recording else set()
             view.audio = [p for p in spoken if p in kept]  # only files the store may serve
             live = view.messages(self.show_all)
+            if counter:
+                live.append({"role": "assistant", "content": counter})
             return Shown(before.messages + live, before.ids + [answer_id] * len(live))
 
         spoken: list[Path] = list(view.audio)

@@ -50,13 +50,72 @@ CSS = """
 #commands { gap: 6px; flex-wrap: wrap; }
 #commands button { flex: 0 0 auto; }
 #discussions .wrap { flex-direction: column; }
+/* The message box takes the row and keeps room for its placeholder on one line; the buttons keep
+   to their words (a wide Attach squeezed it), and go under the box when the column is narrow. */
+#input-row { flex-wrap: wrap !important; align-items: stretch !important; gap: 8px; }
+#input-row > :has(#prompt) { flex: 1 1 260px !important; min-width: 0 !important; }
+#input-buttons {
+  flex: 0 0 auto !important; width: auto; flex-wrap: nowrap !important; gap: 8px;
+  align-items: stretch !important;
+}
+#input-buttons > button { flex: 1 0 auto !important; padding: 0 14px; min-height: 40px; }
+#painters { font-size: 0.85em; padding: 6px 10px; }
+#painters code { font-size: 0.95em; }
+.lollms-versions { font-size: 0.85em; opacity: 0.75; white-space: nowrap; }
+.lollms-version { background: none; border: none; cursor: pointer; padding: 0 6px; color: inherit; }
+.lollms-version:hover { opacity: 1; color: var(--color-accent); }
 @media (max-width: 820px) {
   #main-row { flex-direction: column; }
   #main-row > div, #side-column { min-width: 0 !important; width: 100% !important; }
   #header { min-width: 0 !important; }
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
+  /* On a phone the box has the whole width; the buttons share the line under it, in view. */
+  #chat { height: 46vh !important; max-height: 46vh !important; }
+  #input-row > :has(#prompt) { flex: 1 1 100% !important; }
+  #input-buttons { flex: 1 1 100% !important; }
+  #input-buttons > button { flex: 1 1 0 !important; }
 }
 """
+# Run once when the page loads. The chat strips inline handlers from messages: one listener answers
+# the arrows of a version counter ("◀ 2/2 ▶", turns.versions_text) by pressing the hidden button
+# of the same role and direction.
+PAGE_JS = r"""() => {
+  // Copying a message copies its text, not the counter's markup (the chat copies a bubble whole).
+  const counter = /\n*<span class="lollms-versions[\s\S]*?<\/span>/g;
+  const strip = (text) => String(text).replace(counter, '');
+  if (navigator.clipboard && navigator.clipboard.writeText) {
+    const write = navigator.clipboard.writeText.bind(navigator.clipboard);
+    navigator.clipboard.writeText = (text) => write(strip(text));
+  }
+  document.addEventListener('copy', (event) => {  // the fallback where there is no clipboard API
+    const text = String(document.getSelection() || '');
+    if (text.includes('lollms-versions') && event.clipboardData) {
+      event.clipboardData.setData('text/plain', strip(text));
+      event.preventDefault();
+    }
+  });
+  // Editing a message edits its whole bubble: the counter's own edit box is not offered.
+  const hideCounterBoxes = () => document.querySelectorAll('#chat textarea').forEach((box) => {
+    if (box.value.includes('lollms-versions')) { box.style.display = 'none'; }
+  });
+  document.addEventListener('click', (event) => {
+    if (!event.target.closest) { return; }
+    if (event.target.closest('#chat button[aria-label="Edit"]')) {
+      [0, 50, 250].forEach((ms) => setTimeout(hideCounterBoxes, ms));
+      return;
+    }
+    const arrow = event.target.closest('.lollms-version');
+    if (!arrow) { return; }
+    event.preventDefault(); event.stopPropagation();
+    const [role, which] = ['user', 'assistant'].flatMap((r) =>
+      ['previous', 'next'].map((w) => [r, w])).find(([r, w]) =>
+      arrow.classList.contains(`lollms-version-${r}`) &&
+      arrow.classList.contains(`lollms-version-${w}`)) || [];
+    const found = role ? document.getElementById(`version-${role}-${which}`) : null;
+    const button = found && found.tagName !== 'BUTTON' ? found.querySelector('button') : found;
+    if (button) { button.click(); }
+  }, true);
+}"""
 # Keep the address bar on the open discussion: the URL is a link to it.
 URL_JS = """(d) => { const u = new URL(window.location.href);
   if (d) { u.searchParams.set('d', d); } else { u.searchParams.delete('d'); }
@@ -150,37 +209,46 @@ def build_app(
                     avatar_images=(None, app.avatar_of(first)),
                     placeholder="Say something to start.",
                 )
-                # Versions of the last message and of the last answer (edits, retries): each
-                # row shows only when there is more than one.
-                navigators: list[Any] = []
-                with gr.Row(equal_height=True):
-                    for role, what in (("user", "Message"), ("assistant", "Answer")):
-                        with gr.Row(visible=False, elem_id=f"versions-{role}") as row:
-                            previous = gr.Button("◀", size="sm", scale=0, min_width=36)
-                            label = gr.Markdown(elem_id=f"versions-{role}-label")
-                            following = gr.Button("▶", size="sm", scale=0, min_width=36)
-                        navigators.append((role, what, row, label, previous, following))
-                with gr.Row(equal_height=True):
+                # The version counters ("◀ 2/2 ▶") are drawn on the messages themselves; their
+                # arrows press these buttons (PAGE_JS), rendered but never shown.
+                switches = [
+                    (
+                        role,
+                        step,
+                        gr.Button(
+                            visible="hidden",
+                            elem_id=f"version-{role}-{'previous' if step < 0 else 'next'}",
+                        ),
+                    )
+                    for role in ("user", "assistant")
+                    for step in (-1, 1)
+                ]
+                with gr.Row(elem_id="input-row"):
                     prompt = gr.Textbox(
                         show_label=False,
-                        placeholder="Message…  (Enter to send, Shift+Enter for a new line)",
-                        scale=5,
-                        min_width=160,
+                        placeholder="Message…  (Shift+Enter for a new line)",
+                        scale=1,
+                        min_width=0,
                         elem_id="prompt",
                         submit_btn=False,
                         lines=1,
                         max_lines=8,
                     )
-                    attach_button = gr.UploadButton(
-                        "Attach",
-                        file_count="multiple",
-                        file_types=[".md", ".txt", ".html", ".htm", ".pdf"],
-                        scale=0,
-                        min_width=72,
-                        elem_id="attach",
-                    )
-                    send_button = gr.Button("Send", variant="primary", scale=0, min_width=64)
-                    stop_button = gr.Button("Stop", variant="stop", scale=0, min_width=64)
+                    with gr.Row(elem_id="input-buttons"):  # they wrap together, under the box
+                        attach_button = gr.UploadButton(
+                            "Attach",
+                            file_count="multiple",
+                            file_types=[".md", ".txt", ".html", ".htm", ".pdf"],
+                            scale=0,
+                            min_width=0,
+                            elem_id="attach",
+                        )
+                        send_button = gr.Button(
+                            "Send", variant="primary", scale=0, min_width=0, elem_id="send"
+                        )
+                        stop_button = gr.Button(
+                            "Stop", variant="stop", scale=0, min_width=0, elem_id="stop"
+                        )
                 attached_md = gr.Markdown("", elem_id="attached")
                 with gr.Row(elem_id="commands"):
                     for pid in app.ids:
@@ -233,6 +301,8 @@ def build_app(
                     elem_id="model",
                     info=None if app.any_model else "the models on this server",
                 )
+                # Filled after the page loads (a painter's check may take a moment).
+                painters = gr.Markdown("", visible=False, elem_id="painters", container=True)
                 with gr.Accordion("Settings", open=True):
                     for pid in app.ids:
                         p = app.personalities[pid]
@@ -303,21 +373,18 @@ def build_app(
             shown_ids,
             model,
         ]
-        version_outputs = [c for _r, _w, row, label, *_ in navigators for c in (row, label)]
         list_outputs = [*lists, empty]
         run_inputs = [*setting_controls, *sampling_controls, min_p, stops]
         turn_inputs = [chosen, discussion, model, addition, show_all, chatbot, *run_inputs]
         turn_outputs = [chatbot, discussion, shown_ids]
 
         def after(event: Any) -> Any:
-            """Once a turn's stream ends: the sidebar, the version rows, the link."""
-            return event.then(h.lists, [search, discussion], list_outputs).then(
-                h.version_rows, discussion, version_outputs
-            )
+            """Once a turn's stream ends: the sidebar."""
+            return event.then(h.lists, [search, discussion], list_outputs)
 
         def opened(event: Any) -> Any:
-            return event.then(h.version_rows, discussion, version_outputs).then(
-                h.lists, [search, discussion], list_outputs
+            return event.then(h.lists, [search, discussion], list_outputs).then(
+                h.painters, [chosen, *setting_controls], painters, show_progress="hidden"
             )
 
         opened(chosen.input(h.choose, [chosen, remembered, show_all], view_outputs))
@@ -325,7 +392,9 @@ def build_app(
         category.change(h.refilter, [category, find], [gallery, visible_ids])
         find.change(h.refilter, [category, find], [gallery, visible_ids])
         for control in setting_controls:
-            control.change(h.save_settings, [chosen, *setting_controls], None)
+            control.change(h.save_settings, [chosen, *setting_controls], None).then(
+                h.painters, [chosen, *setting_controls], painters, show_progress="hidden"
+            )
         examples.click(lambda sample: sample[0], examples, prompt)
         model.input(h.pick_model, model, model)
         show_all.change(h.redraw, [chosen, discussion, show_all], [chatbot, shown_ids])
@@ -347,13 +416,10 @@ def build_app(
         after(chatbot.edit(h.edit, [shown_ids, *turn_inputs], turn_outputs))
         after(chatbot.like(h.act, [shown_ids, *turn_inputs], turn_outputs))
         stop_button.click(h.stop, None, None)
-        for role, _what, _row, _label, previous, following in navigators:
-            for button, step in ((previous, -1), (following, 1)):
-                button.click(
-                    h.switcher(role, step),
-                    [chosen, discussion, show_all],
-                    [chatbot, shown_ids, *version_outputs],
-                )
+        for role, step, button in switches:
+            button.click(
+                h.switcher(role, step), [chosen, discussion, show_all], [chatbot, shown_ids]
+            )
         opened(chatbot.clear(h.new, [chosen, remembered], view_outputs))
 
         search.change(h.lists, [search, discussion], list_outputs)

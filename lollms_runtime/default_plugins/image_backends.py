@@ -27,6 +27,16 @@ def _openai_images(model: str | None = None, **options: Any) -> Any:
     return create_openai_images(model, **options)
 
 
+def _ready(name: str) -> Callable[[str | None], str | None]:
+    def ready(model: str | None = None) -> str | None:
+        from ..image import readiness
+
+        check: Callable[[str | None], str | None] = getattr(readiness, f"{name}_ready")
+        return check(model)
+
+    return ready
+
+
 @hookimpl
 def register_image_backends(register: Callable[[ImageBackendFactory], None]) -> None:
     """Register the built-in painters."""
@@ -34,6 +44,7 @@ def register_image_backends(register: Callable[[ImageBackendFactory], None]) -> 
         ImageBackendFactory(
             name="mlx-diffusion",
             create=_mlx_diffusion,
+            ready=_ready("mlx_diffusion"),
             summary="Stable Diffusion (SD 1.x/2.x, SD-Turbo, SDXL-Turbo) on MLX, from a Hugging "
             "Face id or a diffusers folder",
         )
@@ -42,6 +53,7 @@ def register_image_backends(register: Callable[[ImageBackendFactory], None]) -> 
         ImageBackendFactory(
             name="a1111",
             create=_a1111,
+            ready=_ready("a1111"),
             summary="AUTOMATIC1111 / Forge web UI API (/sdapi/v1/txt2img); LOLLMS_A1111_URL",
         )
     )
@@ -49,6 +61,7 @@ def register_image_backends(register: Callable[[ImageBackendFactory], None]) -> 
         ImageBackendFactory(
             name="openai-images",
             create=_openai_images,
+            ready=_ready("openai_images"),
             summary="OpenAI-compatible /v1/images/generations; LOLLMS_OPENAI_IMAGE_URL, "
             "OPENAI_API_KEY",
         )

@@ -269,6 +269,7 @@ pipeline:
 TEXT_TO_IMAGE = StepKind(
     name="text_to_image",
     notice="Not painted",
+    painter=("backend", "model"),
     run=_runner("run_text_to_image"),
     summary="Paint images from a prompt with an image backend.",
     schema={
