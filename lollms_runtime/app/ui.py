@@ -417,8 +417,13 @@ def build_app(
         after(chatbot.like(h.act, [shown_ids, *turn_inputs], turn_outputs))
         stop_button.click(h.stop, None, None)
         for role, step, button in switches:
+            # A click while the last switch is still finishing runs after it (Gradio's default
+            # drops it: quick clicks on the arrows were lost).
             button.click(
-                h.switcher(role, step), [chosen, discussion, show_all], [chatbot, shown_ids]
+                h.switcher(role, step),
+                [chosen, discussion, show_all],
+                [chatbot, shown_ids],
+                trigger_mode="always_last",
             )
         opened(chatbot.clear(h.new, [chosen, remembered], view_outputs))
 
