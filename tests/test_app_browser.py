@@ -403,6 +403,15 @@ def test_an_edited_message_shows_its_versions(server: Server, browser: object) -
     expect(page.get_by_text("Only messages you sent")).to_have_count(0)
     _shot(page, "3d-edited-versions.png")
 
+    # Undo, on the last answer (Gradio's own button): this version of the exchange goes, its
+    # text comes back in the box, and the chat shows the other version.
+    chat.get_by_role("button", name="Undo").last.click()
+    expect(page.locator("#prompt textarea")).to_have_value("Hello there", timeout=10_000)
+    expect(chat).not_to_contain_text("Hello there")
+    expect(chat).to_contain_text("Hello")
+    expect(counter).to_have_count(0)
+    _shot(page, "3e-undone.png")
+
 
 @pytest.mark.skipif(not SCRIPTED, reason="a second model is there only with LOLLMS_SCRIPTED=1")
 def test_two_tabs_on_two_models(server: Server, browser: object) -> None:

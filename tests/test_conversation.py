@@ -231,6 +231,58 @@ def test_switching_versions(rig: Rig) -> None:
         service.switch(did, "user", 1)
 
 
+def test_undo_takes_back_the_last_exchange(rig: Rig) -> None:
+    service, text, _store = rig
+    p = _assistant(service)
+    text.enqueue("One.", "Two.", "Two again.", "Three.")
+    turn = service.send(p, "first")
+    _events(turn)
+    did = turn.discussion_id
+    assert did is not None
+    _events(service.send(p, "second", discussion_id=did))
+    _events(service.regenerate(p, did))  # the second answer has two versions
+    assert service.undo(did) == "second"  # the box gets it back
+    assert [m.content for m in service.history(did)] == ["first", "One."]
+    assert service.versions(did) == {}  # both versions of the answer went with it
+    # The next message continues from the answer before.
+    _events(service.send(p, "third", discussion_id=did))
+    assert [m.content for m in service.history(did)] == ["first", "One.", "third", "Three."]
+    assert service.undo(did) == "third" and service.undo(did) == "first"
+    assert service.history(did) == []
+    with pytest.raises(LollmsError, match="nothing to undo"):
+        service.undo(did)
+
+
+def test_undo_of_an_edited_message_shows_its_other_version(rig: Rig) -> None:
+    service, text, _store = rig
+    p = _assistant(service)
+    text.enqueue("Hi.", "Hello to you.")
+    turn = service.send(p, "Hello")
+    _events(turn)
+    did = turn.discussion_id
+    assert did is not None
+    first = service.history(did)[0]
+    _events(service.edit(p, did, first.id, "Hello there"))
+    assert service.versions(did)["user"].label == "2/2"
+    assert service.undo(did) == "Hello there"
+    assert [m.content for m in service.history(did)] == ["Hello", "Hi."]
+    assert service.versions(did) == {}
+
+
+def test_undo_waits_for_a_running_answer(rig: Rig) -> None:
+    service, text, store = rig
+    p = _assistant(service)
+    text.enqueue("Done.")
+    turn = service.send(p, "hello")
+    _events(turn)
+    did = turn.discussion_id
+    assert did is not None
+    store.begin_answer(did)  # another writer is still answering
+    with pytest.raises(LollmsError, match="still being written: stop it first"):
+        service.undo(did)
+    assert [m.content for m in service.history(did)][:2] == ["hello", "Done."]
+
+
 def test_step_statuses_and_details_are_saved_as_the_events_say(rig: Rig, tmp_path: Path) -> None:
     service, _text, store = rig
     p = personality(

@@ -488,6 +488,18 @@ class Handlers:
         shown = self.chat.show(self.app.personalities[pid], discussion_id, show_all=show_all)
         return [shown.messages, shown.ids]
 
+    def undo(self, pid: str, discussion_id: str | None, show_all: bool, box: str) -> list[Any]:
+        """Gradio's undo on the last answer: the last exchange is taken back, its message is
+        offered again in the box."""
+        try:
+            if not discussion_id:  # the welcome alone: a note, not an error badge
+                raise LollmsError("nothing to undo yet")
+            box = self.chat.undo(discussion_id)
+        except (LollmsError, StoreError) as exc:
+            gr.Info(str(exc))
+        shown = self.chat.show(self.app.personalities[pid], discussion_id, show_all=show_all)
+        return [shown.messages, shown.ids, box]
+
     def switcher(self, role: str, step: int) -> Any:
         return lambda pid, discussion_id, show_all: self.switch(
             pid, discussion_id, role, step, show_all

@@ -223,6 +223,10 @@ class Chat:
         """See :meth:`ConversationService.switch`."""
         self.service.switch(discussion_id, role, step)
 
+    def undo(self, discussion_id: str) -> str:
+        """See :meth:`ConversationService.undo`."""
+        return self.service.undo(discussion_id)
+
     # -- running turns ----------------------------------------------------------------------------
 
     def send(

@@ -413,6 +413,11 @@ def build_app(
         )
         after(sent)
         after(chatbot.retry(h.regenerate, turn_inputs, turn_outputs))
+        after(
+            chatbot.undo(
+                h.undo, [chosen, discussion, show_all, prompt], [chatbot, shown_ids, prompt]
+            )
+        )
         after(chatbot.edit(h.edit, [shown_ids, *turn_inputs], turn_outputs))
         after(chatbot.like(h.act, [shown_ids, *turn_inputs], turn_outputs))
         stop_button.click(h.stop, None, None)

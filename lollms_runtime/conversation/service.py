@@ -227,6 +227,22 @@ class ConversationService:
         target = version.ids[(version.index + step) % len(version.ids)]
         self.store.set_leaf(discussion_id, target)
 
+    def undo(self, discussion_id: str) -> str:
+        """Take back the active branch's last exchange: its last user message and every answer to
+        it (all their versions) are deleted. The branch then ends at the answer before, or, where
+        the message had other versions (edits), shows the newest of those as it was left. Returns
+        the message's text, for the box to offer again. Refused while an answer is being written.
+        """
+        thread = self.store.thread(discussion_id)
+        last = next((m for m in reversed(thread) if m.role == "user"), None)
+        if last is None:
+            raise LollmsError("nothing to undo: this discussion has no message of yours yet")
+        below = thread[thread.index(last) :]
+        if any(m.status == Status.RUNNING for m in below):
+            raise LollmsError("an answer is still being written: stop it first, then undo")
+        self.store.delete_message(last.id)
+        return last.content
+
     # -- turns ------------------------------------------------------------------------------------
 
     def run_turn(

@@ -72,6 +72,8 @@ class DiscussionStore(Protocol):
 
     def set_leaf(self, discussion_id: str, message_id: str, *, descend: bool = True) -> str: ...
 
+    def delete_message(self, message_id: str) -> None: ...
+
     # -- answers that stream ----------------------------------------------------------------------
     def begin_answer(
         self,
