@@ -148,6 +148,19 @@ def _settled(chat: Any) -> None:
     expect(chat.get_by_text("…", exact=True)).to_have_count(0, timeout=180_000)
 
 
+def _stored(page: Any) -> str:
+    """What the page keeps in localStorage (see REMEMBER_JS in app/ui.py)."""
+    return str(page.evaluate("() => localStorage.getItem('lollms-app') || ''"))
+
+
+def _wait_stored(page: Any, before: str) -> str:
+    """Wait until the page has written its remembered state again; return what it wrote."""
+    page.wait_for_function(
+        "(b) => (localStorage.getItem('lollms-app') || '') !== b", arg=before, timeout=15_000
+    )
+    return _stored(page)
+
+
 def _expand(chat: Any, title: str, first: bool = False) -> None:
     found = chat.locator(".thought-group .title", has_text=title)
     (found.first if first else found.last).click()
@@ -306,11 +319,17 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     link = page.url
 
     # Sampling and the system prompt addition are kept per personality, in the browser.
+    # Each change is written to the browser's storage by the page itself (encrypted, with a new
+    # salt each write): a reload is sent once the write after the change is seen, as a person
+    # reloads some moments after a change, not in the same millisecond.
     page.locator("#sampling").click()
+    written = _stored(page)
     page.locator("#min-p input[type='number']").fill("0.07")
     page.locator("#min-p input[type='number']").press("Enter")
+    written = _wait_stored(page, written)
     page.locator("#system-addition textarea").fill("Always mention the moon.")
     page.locator("#system-addition textarea").blur()
+    written = _wait_stored(page, written)
 
     # Reload: the same discussion, personality and panel; the trace reads the same.
     page.reload()
@@ -319,6 +338,10 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     _expand(chat, "for_each · One haiku per theme")
     expect(chat).to_contain_text("generate · poem (#2)")
     assert chat.inner_text() == live
+    # The panel is drawn when first opened: opened before the page has put back its values, it
+    # would show the defaults (Gradio draws a closed accordion's contents lazily). The page
+    # writes its storage again once they are back.
+    _wait_stored(page, written)
     page.locator("#sampling").click()
     expect(page.locator("#min-p input[type='number']")).to_have_value("0.07")
     expect(page.locator("#system-addition textarea")).to_have_value("Always mention the moon.")
