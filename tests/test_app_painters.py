@@ -18,7 +18,7 @@ from app_helpers import PERSONALITIES
 from lollms_runtime.app.painters import Readiness, painters_of, painting_steps
 from lollms_runtime.app.state import App
 from lollms_runtime.contracts import ImageBackendFactory
-from lollms_runtime.image import readiness
+from lollms_runtime.image import readiness, remote
 from lollms_runtime.image.models import _REQUIRED_CONFIGS
 from lollms_runtime.runtime import Runtime
 from lollms_runtime.store import Store
@@ -57,7 +57,7 @@ def no_painter_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     # Nothing listens on the A1111 default here: a closed loopback port.
-    monkeypatch.setattr(readiness, "A1111_DEFAULT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setattr(remote, "A1111_DEFAULT_URL", f"http://127.0.0.1:{_closed_port()}")
 
 
 def _closed_port() -> int:

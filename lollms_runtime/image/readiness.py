@@ -7,18 +7,15 @@ words (a front end shows it beside the painter's name). Nothing here downloads o
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import os
 import urllib.error
 import urllib.request
 
 from ..backends.base import BackendUnavailable
 from .models import DEFAULT_IMAGE_MODEL, pull_command, resolve_image_model
+from .remote import a1111_endpoint, openai_images_endpoint
 
 PROBE_TIMEOUT_S = 1.5  # a painter that takes longer to say hello is not ready for a user either
-A1111_DEFAULT_URL = "http://127.0.0.1:7860"
-OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 
 
 def mlx_diffusion_ready(model: str | None = None) -> str | None:
@@ -42,14 +39,10 @@ def mlx_diffusion_ready(model: str | None = None) -> str | None:
 
 
 def a1111_ready(model: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """Ready when an AUTOMATIC1111 / Forge API answers at ``LOLLMS_A1111_URL`` (default: the
-    local port it starts on)."""
-    configured = os.environ.get("LOLLMS_A1111_URL")
-    base = (configured or A1111_DEFAULT_URL).rstrip("/")
-    headers = {}
-    auth = os.environ.get("LOLLMS_A1111_AUTH")
-    if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode("ascii")
+    """Ready when an AUTOMATIC1111 / Forge API answers where the a1111 painter would call it
+    (``LOLLMS_A1111_URL``, default: the local port it starts on)."""
+    base, headers, configured = a1111_endpoint({})
+    base = base.rstrip("/")
     status = probe(f"{base}/sdapi/v1/samplers", headers, timeout)
     if status is None:
         if not configured:
@@ -65,12 +58,11 @@ def a1111_ready(model: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> s
 def openai_images_ready(model: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     """Ready when an OpenAI-compatible server answers at ``LOLLMS_OPENAI_IMAGE_URL`` (a local one)
     or a key is set for api.openai.com, and the server accepts it."""
-    url = os.environ.get("LOLLMS_OPENAI_IMAGE_URL")
-    key = os.environ.get("LOLLMS_OPENAI_IMAGE_KEY") or os.environ.get("OPENAI_API_KEY")
-    if not url and not key:
+    base, headers, configured = openai_images_endpoint({})
+    if not configured:
         return "not configured (OPENAI_API_KEY or LOLLMS_OPENAI_IMAGE_URL)"
-    base = (url or OPENAI_DEFAULT_URL).rstrip("/")
-    status = probe(f"{base}/models", {"Authorization": f"Bearer {key}"} if key else {}, timeout)
+    base = base.rstrip("/")
+    status = probe(f"{base}/models", headers, timeout)
     if status is None:
         return f"not reachable at {base}"
     if status in (401, 403):

@@ -381,21 +381,43 @@ def _check_options(backend: str, options: Mapping[str, Any], known: set[str]) ->
         )
 
 
-def create_a1111(model: str | None = None, **options: Any) -> A1111Backend:
-    """Factory: ``create(model, base_url=, auth=, timeout=, retries=, backoff=, sampler=, ...)``."""
-    _check_options(
-        "a1111", options, {"base_url", "auth", "sampler", "poll_interval", *_CLIENT_OPTIONS}
-    )
-    base_url = (
-        options.get("base_url") or os.environ.get("LOLLMS_A1111_URL") or ("http://127.0.0.1:7860")
-    )
+A1111_DEFAULT_URL = "http://127.0.0.1:7860"
+OPENAI_IMAGES_DEFAULT_URL = "https://api.openai.com/v1"
+
+
+def a1111_endpoint(options: Mapping[str, Any]) -> tuple[str, dict[str, str], bool]:
+    """Where the A1111 API is and the headers it takes: the options, else the environment (see
+    the module docstring); and whether its address was given at all (not the default)."""
+    given = options.get("base_url") or os.environ.get("LOLLMS_A1111_URL")
     headers: dict[str, str] = {}
     auth = options.get("auth") or os.environ.get("LOLLMS_A1111_AUTH")
     if auth:
         token = base64.b64encode(str(auth).encode("utf-8")).decode("ascii")
         headers["Authorization"] = f"Basic {token}"
+    return str(given or A1111_DEFAULT_URL), headers, bool(given)
+
+
+def openai_images_endpoint(options: Mapping[str, Any]) -> tuple[str, dict[str, str], bool]:
+    """Where the OpenAI-compatible image API is and its headers (the options, else the
+    environment); and whether an address or a key was given at all."""
+    given = options.get("base_url") or os.environ.get("LOLLMS_OPENAI_IMAGE_URL")
+    key = (
+        options.get("api_key")
+        or os.environ.get("LOLLMS_OPENAI_IMAGE_KEY")
+        or os.environ.get("OPENAI_API_KEY")
+    )
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return str(given or OPENAI_IMAGES_DEFAULT_URL), headers, bool(given or key)
+
+
+def create_a1111(model: str | None = None, **options: Any) -> A1111Backend:
+    """Factory: ``create(model, base_url=, auth=, timeout=, retries=, backoff=, sampler=, ...)``."""
+    _check_options(
+        "a1111", options, {"base_url", "auth", "sampler", "poll_interval", *_CLIENT_OPTIONS}
+    )
+    base_url, headers, _given = a1111_endpoint(options)
     client = HttpClient(
-        str(base_url),
+        base_url,
         "AUTOMATIC1111 API",
         headers,
         setting_hint="option base_url or LOLLMS_A1111_URL, auth or LOLLMS_A1111_AUTH",
@@ -412,19 +434,9 @@ def create_a1111(model: str | None = None, **options: Any) -> A1111Backend:
 def create_openai_images(model: str | None = None, **options: Any) -> OpenAIImagesBackend:
     """Factory: ``create(model, base_url=, api_key=, timeout=, retries=, backoff=)``."""
     _check_options("openai-images", options, {"base_url", "api_key", *_CLIENT_OPTIONS})
-    base_url = (
-        options.get("base_url")
-        or os.environ.get("LOLLMS_OPENAI_IMAGE_URL")
-        or ("https://api.openai.com/v1")
-    )
-    key = (
-        options.get("api_key")
-        or os.environ.get("LOLLMS_OPENAI_IMAGE_KEY")
-        or os.environ.get("OPENAI_API_KEY")
-    )
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    base_url, headers, _given = openai_images_endpoint(options)
     client = HttpClient(
-        str(base_url),
+        base_url,
         "OpenAI-compatible image API",
         headers,
         setting_hint=(
