@@ -31,7 +31,7 @@ from ..events import (
 )
 from ..personality import Personality
 from ..recorder import unexpected
-from ..store import Message, StoreError
+from ..store import Message
 from .trace import Trace, progress_of, step_message
 
 __all__ = ["AnswerView", "Chat", "Shown", "error_text", "step_message"]
@@ -98,24 +98,6 @@ def attachments_text(metadata: Mapping[str, Any]) -> str:
     return " · ".join(f"Attached: {a.get('name')} ({a.get('bytes')} bytes)" for a in files)
 
 
-def served_files(service: ConversationService, message_id: str) -> tuple[list[Path], list[Path]]:
-    """An answer's images and whole audio files that the store may serve (a spoken sentence's
-    piece, params ``part``, is left out: the whole file plays)."""
-    images: list[Path] = []
-    audio: list[Path] = []
-    for artifact in service.store.artifacts(message_id):
-        if artifact.kind not in ("image", "audio") or (
-            artifact.kind == "audio" and artifact.params.get("part") is not None
-        ):
-            continue
-        try:
-            path = service.store.resolve_artifact(artifact.path)
-        except StoreError:
-            continue
-        (images if artifact.kind == "image" else audio).append(path)
-    return images, audio
-
-
 def versions_text(role: str, version: Version) -> str:
     """The counter on a message that has other versions ("◀ 2/2 ▶"), drawn only in the chat
     (never saved: exports and the API read the store). The chat strips inline handlers, so its
@@ -172,7 +154,7 @@ class Chat:
             status=message.status,
             key=message.id,
         )
-        view.images, view.audio = served_files(self.service, message.id)
+        view.images, view.audio = self.service.files(message.id)
         if message.status == Status.FAILED:
             view.error = error_text(message.error or "the answer failed")
         return view

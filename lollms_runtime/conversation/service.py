@@ -195,13 +195,21 @@ class ConversationService:
         """An answer's steps in run order."""
         return self.store.steps(message_id)
 
-    def images(self, message_id: str) -> list[Path]:
-        """The files an answer produced that may be served (anything else is left out)."""
-        found = []
+    def files(self, message_id: str) -> tuple[list[Path], list[Path]]:
+        """An answer's images and whole audio files that may be served, in the order produced (a
+        spoken sentence's piece, params ``part``, is left out: the whole file plays; a file
+        outside the store's folder is left out too)."""
+        images: list[Path] = []
+        audio: list[Path] = []
         for artifact in self.store.artifacts(message_id):
+            if artifact.kind not in ("image", "audio") or (
+                artifact.kind == "audio" and artifact.params.get("part") is not None
+            ):
+                continue
             with suppress(StoreError):
-                found.append(self.store.resolve_artifact(artifact.path))
-        return found
+                path = self.store.resolve_artifact(artifact.path)
+                (images if artifact.kind == "image" else audio).append(path)
+        return images, audio
 
     def versions(self, discussion_id: str | None) -> dict[str, Version]:
         """Where the active branch can switch: the last user message's and the last answer's
