@@ -44,23 +44,12 @@ def _disclaimer(p: Personality) -> str:
 def read_attachments(files: list[str]) -> list[tuple[str, bytes]]:
     """The files a user attached (uploaded paths) as (name, bytes); one too large is refused
     before it is read (the index refuses what it cannot read when the message is sent)."""
-    from ..knowledge.limits import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS
+    from ..knowledge.library import read_attachment
+    from ..knowledge.limits import MAX_ATTACHMENTS
 
     if len(files) > MAX_ATTACHMENTS:
         raise LollmsError(f"{len(files)} files attached; at most {MAX_ATTACHMENTS} per message")
-    out = []
-    for file in files:
-        path = Path(file)
-        try:
-            if path.stat().st_size > MAX_ATTACHMENT_BYTES:
-                raise LollmsError(
-                    f"{path.name} is larger than {MAX_ATTACHMENT_BYTES >> 20} MB: attach a "
-                    "smaller file, or only the part you need"
-                )
-            out.append((path.name, path.read_bytes()))
-        except OSError as exc:
-            raise LollmsError(f"could not read {path.name}: {exc.strerror}") from None
-    return out
+    return [(Path(file).name, read_attachment(Path(file))) for file in files]
 
 
 def attached_note(files: list[str]) -> str:
@@ -305,7 +294,8 @@ class Handlers:
         try:
             attachments = read_attachments(files or [])
         except LollmsError as exc:
-            raise gr.Error(str(exc)) from None
+            hint = getattr(exc, "hint", "")
+            raise gr.Error(f"{exc}: {hint}" if hint else str(exc)) from None
         yield from self._turn(
             lambda chat, p, settings, sampling, cancel: chat.send(
                 p,

@@ -226,18 +226,24 @@ def attach(discussion_id: str, filename: str, data: bytes) -> dict[str, Any]:
     return {"source": name, "chunks": count, "bytes": len(data), "digest": hashed}
 
 
-def attach_file(discussion_id: str, path: Path) -> dict[str, Any]:
-    """:func:`attach` for a file on disk (``lollms run --attach FILE``)."""
+def read_attachment(path: Path) -> bytes:
+    """A file on disk a user attached, refused before it is read when it is too large
+    (``lollms run --attach FILE``, the app's Attach button)."""
     try:
         size = path.stat().st_size
         if size > MAX_ATTACHMENT_BYTES:
             raise KnowledgeError(
-                f"attachment {path.name}: {size} bytes; the limit is {MAX_ATTACHMENT_BYTES}"
+                f"attachment {path.name}: {size} bytes; the limit is {MAX_ATTACHMENT_BYTES}",
+                "attach a smaller file, or only the part you need",
             )
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise KnowledgeError(f"attachment {path}: cannot read it ({exc.strerror})") from None
-    return attach(discussion_id, path.name, data)
+
+
+def attach_file(discussion_id: str, path: Path) -> dict[str, Any]:
+    """:func:`attach` for a file on disk (``lollms run --attach FILE``)."""
+    return attach(discussion_id, path.name, read_attachment(path))
 
 
 def attachments(discussion_id: str) -> list[dict[str, Any]]:
