@@ -148,6 +148,18 @@ def _settled(chat: Any) -> None:
     expect(chat.get_by_text("…", exact=True)).to_have_count(0, timeout=180_000)
 
 
+def _open(browser: Any, server: Server) -> tuple[Any, Any]:
+    """A new desktop-sized page on the app, loaded; and its chat."""
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server.url)
+    expect(page.locator("#personality")).to_be_visible(timeout=30_000)
+    return page, page.locator("#chat")
+
+
 def _stored(page: Any) -> str:
     """What the page keeps in localStorage (see REMEMBER_JS in app/ui.py)."""
     return str(page.evaluate("() => localStorage.getItem('lollms-app') || ''"))
@@ -167,14 +179,9 @@ def _expand(chat: Any, title: str, first: bool = False) -> None:
 
 
 def test_chat_setting_and_restart(server: Server, browser: object) -> None:
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(browser, Browser)
-    SHOTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server.url)
-    chat = page.locator("#chat")
-    expect(page.locator("#personality")).to_be_visible(timeout=30_000)
+    page, chat = _open(browser, server)
 
     # Choose GPT for Art from the personality cards.
     page.locator("#personalities .thumbnail-item").first.click()
@@ -393,14 +400,9 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
 
 
 def test_an_edited_message_shows_its_versions(server: Server, browser: object) -> None:
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(browser, Browser)
-    SHOTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server.url)
-    chat = page.locator("#chat")
-    expect(page.locator("#personality")).to_be_visible(timeout=30_000)
+    page, chat = _open(browser, server)
     _pick(page, "Assistant")
     _send(page, "Hello")
     _settled(chat)
