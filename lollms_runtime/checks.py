@@ -159,7 +159,18 @@ class _Checker:
             if kind is None or not isinstance(body, dict):
                 continue
             self.step_body(kind, body, (*path, index, kind_name), known)
-            known |= set(defined_names([step], self.host.step_kinds))
+            defined = set(defined_names([step], self.host.step_kinds))
+            for name in sorted(defined & CONTEXT_NAMES):
+                at = "id" if body.get("id") == name else name
+                self.problems.append(
+                    self.doc.problem(
+                        (*path, index, kind_name, at),
+                        f"'{name}' is a name every template already has",
+                        f"choose another name: {', '.join(sorted(CONTEXT_NAMES))} are taken",
+                        key=at != "id",
+                    )
+                )
+            known |= defined
         return known
 
     def step_body(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -95,6 +95,42 @@ class EngineServices(Protocol):
     def run_step(self, ctx: StepContext, step: Mapping[str, Any], path: str) -> StepGen: ...
 
 
+class ModelInfo(Mapping[str, Any]):
+    """``model`` in templates: the model this turn runs on, ``{id, backend, parameters}``
+    (``parameters``: its size in weights, none when the backend cannot tell, a remote server say),
+    so a workflow can say what a small model does badly instead of doing it. Looked up on first
+    use: a template that never reads it loads no model."""
+
+    KEYS = ("id", "backend", "parameters")
+
+    def __init__(self, backend: Callable[[], TextBackend]) -> None:
+        self._backend = backend
+        self._values: dict[str, Any] | None = None
+
+    def _items(self) -> dict[str, Any]:
+        if self._values is None:
+            backend = self._backend()
+            parameters = getattr(backend, "parameters", None)
+            self._values = {
+                "id": backend.model_id,
+                "backend": backend.name,
+                "parameters": parameters if isinstance(parameters, int) else None,
+            }
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+    def __repr__(self) -> str:
+        return repr(self._items())
+
+
 @dataclass
 class Counters:
     """What a whole turn has used so far (shared by the contexts of its nested calls)."""
@@ -134,6 +170,7 @@ class StepContext:
                 "conditioning": turn.personality.conditioning,
                 "language": turn.personality.language,
             },
+            "model": ModelInfo(lambda: engine.text_backend(turn.personality)),
             "now": datetime.now().astimezone(),
             "lore": TurnLore(self),  # the lorebook entries that fire, computed on first use
         }

@@ -44,7 +44,7 @@ from .template_bounds import (  # noqa: F401
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
 # Names every template may use besides the pipeline's own ids and variables.
-CONTEXT_NAMES = frozenset({"message", "history", "settings", "personality", "now", "lore"})
+CONTEXT_NAMES = frozenset({"message", "history", "settings", "personality", "model", "now", "lore"})
 
 
 class TemplateError(ValueError):

@@ -28,6 +28,7 @@ class ScriptedTextBackend:
 
     name = "scripted"
     model_id = "scripted"
+    parameters: int | None = None  # the model size templates see (model.parameters); set it
 
     def __init__(self, *answers: str) -> None:
         self.answers: deque[str] = deque(answers)

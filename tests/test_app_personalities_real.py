@@ -71,18 +71,17 @@ def test_haiku_poet_writes_short_poems_with_a_title(runtime: Runtime) -> None:
     assert not ROMAJI.search(text), text  # English poems, not a pastiche of Japanese
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on the embedded 135M model the router explains the request instead of translating "
-    "('The French language is a language of the French culture. ...'); no wording found makes it "
-    "translate: the Q4_1 model does not know that a cat is 'chat' (The French word for 'cat' is "
-    "'caché'), its French is word salad with every prompt tried (few-shot pairs too), and given a "
-    "glossary it copies 'chat' into word salad ('L'homme d'un cattillon est le chat'). "
-    "Strict, so this fails once the answer is right and the mark must go",
-)
-def test_router_translates_into_french(runtime: Runtime) -> None:
+def test_router_says_the_embedded_model_cannot_translate_rather_than_make_french_up(
+    runtime: Runtime,
+) -> None:
+    """The 135M model cannot translate under any wording tried (few-shot pairs and a glossary
+    too): it explained the request ("The French language is a language of the French culture.")
+    or wrote word salad ("La cat s'est le sof."). The router now sees the model's size and says
+    so, with the command that gets a model that translates."""
     text = answer(runtime, "router")
-    assert re.search(r"\b(?:chat|dort|canapé)\b", text, re.IGNORECASE), text
+    assert text.startswith("This model is too small to translate ("), text
+    assert "M parameters)" in text and "`lollms models pull " in text, text
+    assert not re.search(r"\b(?:La cat|le sof|French language)\b", text), text
 
 
 @pytest.mark.parametrize(("index", "branch"), [(0, "translate"), (1, "summarize"), (2, "chat")])

@@ -36,6 +36,9 @@ def test_backend_is_a_text_backend(mlx_backend: Any) -> None:
     assert isinstance(mlx_backend, TextBackend)
     assert mlx_backend.name == "mlx"
     assert mlx_backend.model_id == "default"
+    # Its size as templates see it (model.parameters): SmolLM2-135M, counted unpacked from the
+    # 4-bit weights (packed, it would read about 8 times fewer).
+    assert 130_000_000 < mlx_backend.parameters < 140_000_000
 
 
 def test_personality_style_chat_answers_paris(mlx_backend: Any) -> None:

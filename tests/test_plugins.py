@@ -443,8 +443,8 @@ def test_a_plugin_kind_defines_a_name_streams_into_the_reply_and_holds_nested_st
         (  # its template options are checked like a built-in's
             '  - chorus: {name: song, lead: "{{ mesage }}"}\n',
             "p.yaml:5:32: pipeline[0].chorus.lead: unknown name 'mesage'\n"
-            "    hint: did you mean 'message'? names available here: history, lore, message, now, "
-            "personality, settings",
+            "    hint: did you mean 'message'? names available here: history, lore, message, model, "
+            "now, personality, settings",
         ),
     ],
     ids=["used before set", "nested", "typo"],

@@ -113,7 +113,10 @@ class ChoiceResult:
 
 @runtime_checkable
 class TextBackend(Protocol):
-    """A loaded text model. Implementations must be safe to call from one thread at a time."""
+    """A loaded text model. Implementations must be safe to call from one thread at a time.
+
+    A backend that knows its model's size sets ``parameters`` (an int; templates read it as
+    ``model.parameters``); it is optional, and absent counts as unknown."""
 
     name: str
     model_id: str

@@ -33,8 +33,12 @@ class MLXTextBackend:
         max_waiting: int = 16,
         prefill_chunk: int | None = None,
     ) -> None:
+        from mlx_lm.utils import get_total_parameters
+
         self.loaded = loaded
         self.model_id = loaded.spec
+        # Quantized weights counted unpacked; read by templates as model.parameters.
+        self.parameters: int = int(get_total_parameters(loaded.model))  # type: ignore[no-untyped-call]
         self.prompt_cache = PromptCacheStore(loaded.model, max_cached_prompts, max_cache_bytes)
         self.server = Server(
             loaded.model,

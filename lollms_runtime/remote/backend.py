@@ -31,6 +31,7 @@ class OpenAITextBackend:
     """
 
     name = "openai"
+    parameters = None  # a server does not say how big its model is
 
     def __init__(self, remote: RemoteModel, client: Client | None = None) -> None:
         self.remote = remote
