@@ -41,6 +41,7 @@ class Script:
         self.replies: list[Reply] = []
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.owned_by = "someone"
+        self.meta: dict[str, Any] | None = None  # llama.cpp's model facts in its model list
         self.sent_events = 0
         self.client_closed = threading.Event()
 
@@ -54,7 +55,10 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            body = {"object": "list", "data": [{"id": "m1", "owned_by": script.owned_by}]}
+            model: dict[str, Any] = {"id": "m1", "owned_by": script.owned_by}
+            if script.meta is not None:
+                model["meta"] = script.meta
+            body = {"object": "list", "data": [{"id": "other"}, model]}
             self._json(200, body, {})
 
         def do_POST(self) -> None:
@@ -428,6 +432,24 @@ def test_llama_cpp_gets_a_grammar(server: tuple[Script, str]) -> None:
     assert result.choice == "yes"
     assert result.method == "constrained decoding (llama.cpp grammar)"
     assert script.requests[1][1]["grammar"] == 'root ::= "yes" | "say \\"no\\""'
+
+
+def test_the_model_size_comes_from_llama_cpp_model_list(server: tuple[Script, str]) -> None:
+    script, url = server
+    script.owned_by = "llamacpp"
+    script.meta = {"n_vocab": 49152, "n_params": 134515008, "size": 91000000}
+    backend = backend_for(url)
+    assert backend.parameters == 134515008
+    assert backend.server_kind() == "llama.cpp"  # the list is read once for both
+
+
+@pytest.mark.parametrize("meta", [None, {}, {"n_params": "135M"}, {"n_params": True}, [1]])
+def test_a_server_that_does_not_say_its_model_size_gives_none(
+    server: tuple[Script, str], meta: Any
+) -> None:
+    script, url = server
+    script.meta = meta
+    assert backend_for(url).parameters is None
 
 
 def test_response_format_for_other_servers(server: tuple[Script, str]) -> None:

@@ -31,7 +31,6 @@ class OpenAITextBackend:
     """
 
     name = "openai"
-    parameters = None  # a server does not say how big its model is
 
     def __init__(self, remote: RemoteModel, client: Client | None = None) -> None:
         self.remote = remote
@@ -39,6 +38,7 @@ class OpenAITextBackend:
         self.client = client or Client(remote.endpoint)
         self.refused: set[str] = set()
         self._server: str | None = None
+        self._listing: list[dict[str, Any]] | None = None  # the server's /models, read once
         self._lock = threading.Lock()
 
     # -- requests --------------------------------------------------------------------------
@@ -225,16 +225,32 @@ class OpenAITextBackend:
             self._server = configured if configured != "auto" else self._detect_server()
         return self._server
 
+    @property
+    def parameters(self) -> int | None:
+        """The model's size when the server lists it (llama.cpp's ``meta.n_params``), else None:
+        most servers do not say (templates read it as ``model.parameters``)."""
+        entry = next((m for m in self._models() if m.get("id") == self.remote.model), None)
+        meta = entry.get("meta") if entry else None
+        count = meta.get("n_params") if isinstance(meta, dict) else None
+        return (
+            count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
+        )
+
+    def _models(self) -> list[dict[str, Any]]:
+        """The entries of the server's model list (empty when it has none or does not answer)."""
+        if self._listing is None:
+            try:
+                listed = self.client.get_json("models")
+            except RemoteError:
+                listed = None
+            data = listed.get("data") if isinstance(listed, dict) else None
+            self._listing = (
+                [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+            )
+        return self._listing
+
     def _detect_server(self) -> str:
-        try:
-            listed = self.client.get_json("models")
-        except RemoteError:
-            return "openai-compatible"
-        owners = {
-            str(m.get("owned_by", "")).lower()
-            for m in (listed.get("data") or [] if isinstance(listed, dict) else [])
-            if isinstance(m, dict)
-        }
+        owners = {str(m.get("owned_by", "")).lower() for m in self._models()}
         for owner, kind in (
             ("vllm", "vllm"),
             ("llamacpp", "llama.cpp"),
