@@ -47,6 +47,10 @@ def _art_discussion(store: Store) -> str:
         step_id="artwork",
         mime="image/png",
     )
+    for name, params in (("speech-1.wav", {"part": 0, "prompt": "sentence 1"}), ("speech.wav", {})):
+        audio = store.artifact_dir(d.id) / name
+        audio.write_bytes(b"RIFF fake")
+        store.add_artifact(answer, audio, kind="audio", params=params, mime="audio/wav")
     store.finish_answer(answer, stats={"generation_tokens": 9, "finish_reason": "stop"})
     # The old branch: an earlier edit of the question, answered with an error.
     q1_old = store.add_message(d.id, "user", "Imagine something.", parent_id=q1.parent_id)
@@ -150,6 +154,8 @@ def test_markdown_export_reads_well(store: Store) -> None:
         assert text in md[at:], f"{text!r} missing or out of order"
         at = md.index(text, at) + len(text)
     assert "Imagine something." not in md.replace("Imagine something cool.", "")
+    assert "sentence 1" not in md  # a piece of the speech is not listed beside the whole one
+    assert f"[audio](/store/artifacts/{d}/speech.wav)" in md
     assert "model not found" not in md
     # The other branch exports its error.
     old_leaf = next(m for m in store.export_json(d)["messages"] if m["status"] == "failed")["id"]
