@@ -39,6 +39,34 @@ def test_lists_embedded_converted_and_image_models(
     assert ("text", "acme--tiny-sd") not in listed  # a diffusion folder is not a text model
 
 
+def test_a_converted_gguf_is_listed_once_under_its_source(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The folder a GGUF was converted into is the same model: the picker of the app and
+    `lollms models` once listed the embedded model twice ("default" and
+    "SmolLM2-135M-Instruct.Q4_1-<hash>")."""
+    from lollms_runtime.mlx.gguf_convert import converted_folder
+    from lollms_runtime.mlx.models import embedded_gguf
+
+    pulled = home / "hub" / "models--acme--tiny-GGUF" / "snapshots" / "abc" / "tiny.Q8_0.gguf"
+    pulled.parent.mkdir(parents=True)
+    pulled.write_bytes(b"GGUF" + b"\0" * 60)
+    (home / "hub" / "models--acme--tiny-GGUF" / "refs").mkdir()
+    (home / "hub" / "models--acme--tiny-GGUF" / "refs" / "main").write_text("abc")
+    for gguf in (embedded_gguf(), pulled):
+        folder = converted_folder(gguf)
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").write_bytes(b"\0" * 10)
+    other = home / "models" / "my-llm"  # converted from a file given by path: listed
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    (other / "model.safetensors").write_bytes(b"\0" * 10)
+    assert main(["models", "--json"]) == 0
+    texts = [m["id"] for m in json.loads(capsys.readouterr().out) if m["kind"] == "text"]
+    assert texts == ["default", "my-llm", "acme/tiny-GGUF/tiny.Q8_0.gguf"]
+
+
 def test_pull_routes_image_and_text_repos(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

