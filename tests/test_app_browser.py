@@ -364,6 +364,7 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     expect(page.locator("#min-p input[type='number']")).to_have_value("0.07")
     expect(page.locator("#system-addition textarea")).to_have_value("Always mention the moon.")
     _shot(page, "6-reloaded.png")
+    page.locator("#sampling").screenshot(path=str(SHOTS / "6b-reloaded-sampling.png"))
 
     # A link opens the discussion in a browser that never saw it.
     other = browser.new_context(viewport={"width": 1400, "height": 1000})
