@@ -273,6 +273,10 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
         copied = page.evaluate("navigator.clipboard.readText()")
         time.sleep(0.1)
     assert copied.strip() and "lollms-version" not in copied and "◀" not in copied, copied
+    # Only the answer: not its trace steps (the chat copies a bubble whole, steps included).
+    for step in ("generate ·", "post_process ·", "condition ·", "=> else", "lollms-trace"):
+        assert step not in copied, copied
+    assert copied.strip()[:40] in chat.inner_text(), copied
     _shot(page, "3c-continued.png")
 
     # Restart the server: the discussion is in the sidebar and opens again.
@@ -336,23 +340,31 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     written = _wait_stored(page, written)
     page.locator("#system-addition textarea").fill("Always mention the moon.")
     page.locator("#system-addition textarea").blur()
-    written = _wait_stored(page, written)
+    _wait_stored(page, written)
 
     # Reload: the same discussion, personality and panel; the trace reads the same.
     page.reload()
+    # The panel's controls are drawn with the page (closed), not when first opened: opened at
+    # once, while the page puts its values back, it shows them (a lazily drawn panel showed the
+    # defaults when opened as they came back).
+    expect(page.locator("#sampling #min-p input[type='number']")).to_be_attached(timeout=30_000)
+    expect(page.locator("#sampling #min-p")).to_be_hidden()
+    page.locator("#sampling").click()
+    expect(page.locator("#min-p input[type='number']")).to_have_value("0.07", timeout=30_000)
+    expect(page.locator("#system-addition textarea")).to_have_value("Always mention the moon.")
     expect(page.locator("#header")).to_contain_text("Haiku Poet", timeout=30_000)
     expect(chat).to_contain_text("loop · Find a title", timeout=30_000)
     _expand(chat, "for_each · One haiku per theme")
     expect(chat).to_contain_text("generate · poem (#2)")
     assert chat.inner_text() == live
-    # The panel is drawn when first opened: opened before the page has put back its values, it
-    # would show the defaults (Gradio draws a closed accordion's contents lazily). The page
-    # writes its storage again once they are back.
-    _wait_stored(page, written)
-    page.locator("#sampling").click()
+    # Closed and opened again, the panel still shows them.
+    page.locator("#sampling .label-wrap").click()
+    expect(page.locator("#min-p")).to_be_hidden()
+    page.locator("#sampling .label-wrap").click()
     expect(page.locator("#min-p input[type='number']")).to_have_value("0.07")
     expect(page.locator("#system-addition textarea")).to_have_value("Always mention the moon.")
     _shot(page, "6-reloaded.png")
+    page.locator("#sampling").screenshot(path=str(SHOTS / "6b-reloaded-sampling.png"))
 
     # A link opens the discussion in a browser that never saw it.
     other = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -404,8 +416,18 @@ def test_an_edited_message_shows_its_versions(server: Server, browser: object) -
 
     page, chat = _open(browser, server)
     _pick(page, "Assistant")
+    # The welcome message is no answer: it can be copied, not retried, undone or continued.
+    expect(chat.get_by_role("button", name="Copy message")).to_be_visible()
+    for action in ("Retry", "Undo", "Feedback"):
+        expect(chat.locator(f"button[aria-label='{action}']")).to_be_hidden()
+    _shot(page, "3f-welcome.png")
     _send(page, "Hello")
     _settled(chat)
+    # The answer has them (and the welcome still not).
+    welcome = chat.locator(".message-buttons").first
+    for action in ("Retry", "Undo", "Feedback"):
+        expect(chat.locator(f"button[aria-label='{action}']").last).to_be_visible()
+        expect(welcome.locator(f"button[aria-label='{action}']")).to_be_hidden()
     counter = chat.locator(".lollms-versions-user")
     expect(counter).to_have_count(0)
     # Edit the message (Gradio's pencil): a new branch, and "◀ 2/2 ▶" under the message.
@@ -486,3 +508,44 @@ def test_phone_sized_screen(server: Server, browser: object) -> None:
     expect(page.locator("#send")).to_be_in_viewport(ratio=1)  # no scrolling to send
     expect(page.get_by_role("button", name="New discussion")).not_to_be_in_viewport()
     _shot(page, "11-phone.png")
+
+
+# The message box's row: the box and the three buttons (Attach, Send, Stop), each as a rectangle.
+INPUT_ROW = """() => ['#input-row > :has(#prompt)', '#attach', '#send', '#stop'].map((s) => {
+  const r = document.querySelector(s).getBoundingClientRect();
+  return {x: r.x, y: r.y, right: r.right, bottom: r.bottom, width: r.width}; })"""
+
+
+def test_message_box_row_at_each_width(server: Server, browser: object) -> None:
+    """From a phone to a wide screen (the sidebar open where there is room), the row is one line
+    when the box has room beside the buttons, else the buttons share the line under the box, as
+    wide as it; never a ragged wrap."""
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    SHOTS.mkdir(exist_ok=True)
+    for width, one_line in ((375, False), (900, None), (1100, None), (1440, True)):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(server.url)
+        expect(page.locator("#prompt textarea")).to_be_visible(timeout=30_000)
+        if width >= 1100:  # the sidebar starts open where the screen is wide
+            expect(page.get_by_role("button", name="New discussion")).to_be_in_viewport()
+        page.wait_for_timeout(1_000)  # the page's own layout after load (sidebar, fonts)
+        box, *buttons = page.evaluate(INPUT_ROW)
+        assert page.evaluate(PLACEHOLDER_FITS), width
+        tops = {round(b["y"]) for b in buttons}
+        assert max(tops) - min(tops) <= 1, (width, buttons)  # the buttons on one line
+        beside = all(b["y"] < box["bottom"] for b in buttons)
+        if beside:  # as tall as the box, the last one at the row's end
+            assert all(abs(b["y"] - box["y"]) <= 2 for b in buttons), (width, box, buttons)
+            assert all(abs(b["bottom"] - box["bottom"]) <= 2 for b in buttons), (width, box)
+            assert buttons[0]["x"] > box["right"], (width, box, buttons)
+        else:  # under the box, sharing its width
+            assert all(b["y"] >= box["bottom"] for b in buttons), (width, box, buttons)
+            assert abs(buttons[0]["x"] - box["x"]) <= 2, (width, box, buttons)
+            assert abs(buttons[-1]["right"] - box["right"]) <= 2, (width, box, buttons)
+            widths = [b["width"] for b in buttons]
+            assert max(widths) - min(widths) <= 2, (width, widths)
+        assert one_line is None or beside == one_line, (width, box, buttons)
+        _shot(page, f"12-input-row-{width}.png")
+        page.close()

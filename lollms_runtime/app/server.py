@@ -62,7 +62,7 @@ def launch(
 
     from ..api.server import APIConfig, create_api
     from ..api.serving import Served
-    from .ui import CSS, PAGE_JS, build_app
+    from .ui import CSS, HEAD, PAGE_JS, build_app
 
     demo, app = build_app(
         runtime,
@@ -95,6 +95,7 @@ def launch(
         footer_links=["gradio"],
         css=CSS,
         js=PAGE_JS,
+        head=HEAD,
     )
     served = Served(server, host, port).serve(block)
     served.demo = demo  # type: ignore[attr-defined]

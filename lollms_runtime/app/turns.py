@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 ChatDict = dict[str, Any]
 
+# Closes an answer's trace in its bubble (an empty span: nothing shows). The chat copies a bubble
+# whole, trace steps included; the page's script (``ui.PAGE_JS``) copies what follows this mark.
+TRACE_END = '<span class="lollms-trace-end"></span>'
+
 
 @dataclass
 class AnswerView:
@@ -59,6 +63,8 @@ class AnswerView:
         if self.status != Status.RUNNING:
             self.trace.stop(self.status)
         out = self.trace.messages(self.key, show_all)
+        if out:  # the last step is the last one the chat's copy writes out (steps come first)
+            out[-1] = {**out[-1], "content": f"{out[-1].get('content') or ''}{TRACE_END}"}
         text = self.text
         notice = self.trace.painting_notice()
         if notice and self.status != Status.RUNNING:

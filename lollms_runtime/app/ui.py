@@ -50,15 +50,14 @@ CSS = """
 #commands { gap: 6px; flex-wrap: wrap; }
 #commands button { flex: 0 0 auto; }
 #discussions .wrap { flex-direction: column; }
-/* The message box takes the row and keeps room for its placeholder on one line; the buttons keep
-   to their words (a wide Attach squeezed it), and go under the box when the column is narrow. */
-#input-row { flex-wrap: wrap !important; align-items: stretch !important; gap: 8px; }
-#input-row > :has(#prompt) { flex: 1 1 260px !important; min-width: 0 !important; }
-#input-buttons {
-  flex: 0 0 auto !important; width: auto; flex-wrap: nowrap !important; gap: 8px;
-  align-items: stretch !important;
+/* The welcome message is no answer: nothing to retry, undo or continue there. */
+#chat .message-wrap > .bot-row:first-child + .message-buttons :is(
+  button[aria-label="Retry"], button[aria-label="Undo"], button[aria-label="Feedback"]
+) { display: none; }
+/* Panels built open and closed by PAGE_JS once drawn: hidden until then, no flash. */
+body:not(.lollms-ready) .lollms-closed-at-load [data-testid="accordion-content"] {
+  display: none !important;
 }
-#input-buttons > button { flex: 1 0 auto !important; padding: 0 14px; min-height: 40px; }
 #painters { font-size: 0.85em; padding: 6px 10px; }
 #painters code { font-size: 0.95em; }
 .lollms-versions { font-size: 0.85em; opacity: 0.75; white-space: nowrap; }
@@ -69,31 +68,73 @@ CSS = """
   #main-row > div, #side-column { min-width: 0 !important; width: 100% !important; }
   #header { min-width: 0 !important; }
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
-  /* On a phone the box has the whole width; the buttons share the line under it, in view. */
+  /* On a phone the box and the buttons under it stay in view (#input-area's query). */
   #chat { height: 46vh !important; max-height: 46vh !important; }
-  #input-row > :has(#prompt) { flex: 1 1 100% !important; }
-  #input-buttons { flex: 1 1 100% !important; }
-  #input-buttons > button { flex: 1 1 0 !important; }
 }
 """
+# The message box and its buttons on one line where the box keeps room for its placeholder; in a
+# narrower column (a phone, or beside an open sidebar) the buttons share the line under it. The
+# column around the row is the container: the row's own width decides, not the window's. In the
+# page's head: Gradio's `css` drops @container rules.
+HEAD = """<style>
+#input-area { container-type: inline-size; }
+#input-row { flex-wrap: nowrap !important; align-items: stretch !important; gap: 8px; }
+#input-row > :has(#prompt) { flex: 1 1 auto !important; min-width: 0 !important; }
+#input-buttons {
+  flex: 0 0 auto !important; width: auto; flex-wrap: nowrap !important; gap: 8px;
+  align-items: stretch !important;
+}
+/* The buttons keep to their words (a wide Attach squeezed the box). */
+#input-buttons > button { flex: 1 0 auto !important; padding: 0 14px; min-height: 40px; }
+@container (max-width: 560px) {
+  #input-row { flex-wrap: wrap !important; }
+  #input-row > :has(#prompt), #input-buttons { flex: 1 1 100% !important; }
+  #input-buttons > button { flex: 1 1 0 !important; }
+}
+</style>"""
 # Run once when the page loads. The chat strips inline handlers from messages: one listener answers
 # the arrows of a version counter ("◀ 2/2 ▶", turns.versions_text) by pressing the hidden button
 # of the same role and direction.
 PAGE_JS = r"""() => {
-  // Copying a message copies its text, not the counter's markup (the chat copies a bubble whole).
+  // Copying a message copies its text: the chat copies a bubble whole, trace steps and counter's
+  // markup included. A message's Copy copies what follows its trace (turns.TRACE_END).
   const counter = /\n*<span class="lollms-versions[\s\S]*?<\/span>/g;
-  const strip = (text) => String(text).replace(counter, '');
+  const end = '<span class="lollms-trace-end"></span>';
+  let message = false;  // the Copy pressed is a message's (not the whole conversation's)
+  const strip = (text) => {
+    let out = String(text).replace(counter, '');
+    if (message && out.includes(end)) { out = out.slice(out.lastIndexOf(end) + end.length); }
+    message = false;
+    return out.split(end).join('').replace(/^\s*\n/, '');
+  };
+  document.addEventListener('click', (event) => {
+    message = Boolean(event.target.closest &&
+      event.target.closest('#chat .message-buttons button[aria-label="Copy message"]'));
+    if (message) { setTimeout(() => { message = false; }, 1000); }
+  }, true);
   if (navigator.clipboard && navigator.clipboard.writeText) {
     const write = navigator.clipboard.writeText.bind(navigator.clipboard);
     navigator.clipboard.writeText = (text) => write(strip(text));
   }
   document.addEventListener('copy', (event) => {  // the fallback where there is no clipboard API
     const text = String(document.getSelection() || '');
-    if (text.includes('lollms-versions') && event.clipboardData) {
+    if (/lollms-(versions|trace-end)/.test(text) && event.clipboardData) {
       event.clipboardData.setData('text/plain', strip(text));
       event.preventDefault();
     }
   });
+  // Panels built open (ui.CLOSED_AT_LOAD) close once drawn: a closed accordion's contents are
+  // drawn when first opened, and values put back while they were being drawn were lost.
+  const close = (tries) => {
+    const panels = document.querySelectorAll('.lollms-closed-at-load');
+    if (panels.length === 0 && tries > 0) { requestAnimationFrame(() => close(tries - 1)); return; }
+    panels.forEach((panel) => {
+      const label = panel.querySelector('.label-wrap');
+      if (label && label.classList.contains('open')) { label.click(); }
+    });
+    document.body.classList.add('lollms-ready');
+  };
+  close(600);
   // Editing a message edits its whole bubble: the counter's own edit box is not offered.
   const hideCounterBoxes = () => document.querySelectorAll('#chat textarea').forEach((box) => {
     if (box.value.includes('lollms-versions')) { box.style.display = 'none'; }
@@ -116,6 +157,10 @@ PAGE_JS = r"""() => {
     if (button) { button.click(); }
   }, true);
 }"""
+# Panels shown closed whose values a page puts back when it loads (restore): built open, so drawn
+# with the page, and closed by PAGE_JS. Gradio draws a closed accordion's contents when first
+# opened; opened while the values came back, they showed the defaults.
+CLOSED_AT_LOAD = ["lollms-closed-at-load"]
 # Keep the address bar on the open discussion: the URL is a link to it.
 URL_JS = """(d) => { const u = new URL(window.location.href);
   if (d) { u.searchParams.set('d', d); } else { u.searchParams.delete('d'); }
@@ -167,7 +212,7 @@ def build_app(
                 ]
                 # Filled when the page loads (the lists are per page, never stale from startup).
                 empty = gr.Markdown("", elem_id="no-discussions")
-            with gr.Accordion("This discussion", open=False, elem_id="manage"):
+            with gr.Accordion("This discussion", elem_id="manage", elem_classes=CLOSED_AT_LOAD):
                 title = gr.Textbox(label="Title")
                 with gr.Row():
                     rename_button = gr.Button("Rename", size="sm")
@@ -223,7 +268,7 @@ def build_app(
                     for role in ("user", "assistant")
                     for step in (-1, 1)
                 ]
-                with gr.Row(elem_id="input-row"):
+                with gr.Column(elem_id="input-area"), gr.Row(elem_id="input-row"):
                     prompt = gr.Textbox(
                         show_label=False,
                         placeholder="Message…  (Shift+Enter for a new line)",
@@ -323,7 +368,7 @@ def build_app(
                         info="reply and set steps too",
                         elem_id="show-all",
                     )
-                with gr.Accordion("Sampling", open=False, elem_id="sampling"):
+                with gr.Accordion("Sampling", elem_id="sampling", elem_classes=CLOSED_AT_LOAD):
                     sampling_controls = controls.build_sampling_controls(
                         first.sampling.merged(app.sampling)
                     )
