@@ -407,6 +407,9 @@ def test_reload_link_trace_stop_painting_and_models(server: Server, browser: obj
     _send(page, "Imagine something cool.")
     expect(chat).to_contain_text("Not painted", timeout=180_000)
     expect(chat).to_contain_text("lollms models pull")
+    # The command flows with its sentence (Gradio's inline-flex box put it on a line of its own).
+    command = chat.locator(".md code", has_text="lollms models pull").last
+    assert command.evaluate("c => getComputedStyle(c).display") == "inline"
     _shot(page, "9-painting-notice.png")
     tab.close()
 

@@ -62,6 +62,25 @@ def test_a_model_per_tab_from_the_servers_models(tmp_path: Path) -> None:
     assert _app(tmp_path / "any", any_model=True)[0].check_model("nobody/x") == "nobody/x"
 
 
+def test_the_model_box_names_the_embedded_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    from lollms_runtime.mlx.gguf_convert import converted_folder
+    from lollms_runtime.mlx.models import embedded_gguf
+
+    monkeypatch.setenv("LOLLMS_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    conversion = converted_folder(embedded_gguf())  # what the first turn leaves on disk
+    conversion.mkdir(parents=True)
+    (conversion / "config.json").write_text("{}")
+    (conversion / "model.safetensors").write_bytes(b"\0" * 10)
+    app = App(Runtime(personalities=[PERSONALITIES]), Store(tmp_path / "d.sqlite3"))
+    assert app.models == ["default"]  # its conversion folder is the same model
+    assert app.model_labels == {"default": "default (SmolLM2-135M-Instruct.Q4_1, embedded)"}
+
+
 def test_same_file_imported_twice_is_found(tmp_path: Path) -> None:
     app, backends = _app(tmp_path)
     backends["default"].enqueue("Hello.")

@@ -79,7 +79,10 @@ class App:
         use_step_kinds(runtime.host.step_kinds)  # what the trace hides or turns into a notice
         self.sampling = dict(sampling or {})  # the panel's starting overrides (e.g. max_tokens)
         self.any_model = any_model  # a page may type any path or hub id (lollms serve option)
-        self.models = _unique([runtime.model, *(models if models is not None else _local())])
+        local = _local() if models is None else {}
+        self.models = _unique([runtime.model, *(models if models is not None else local)])
+        # What the Model box shows for each (its value stays the spec a turn runs on).
+        self.model_labels = {name: local.get(name, name) for name in self.models}
         self._services: dict[str, ConversationService] = {runtime.model: self.service}
         self.personalities: dict[str, Personality] = {}
         # One broken personality never takes the app down: it is left out and listed here, by id
@@ -258,15 +261,19 @@ def _on_model(runtime: Runtime, model: str) -> Runtime:
     return view
 
 
-def _local() -> list[str]:
-    """The text models on this machine (converted, pulled), as ``lollms models`` lists them."""
+def _local() -> dict[str, str]:
+    """The text models on this machine (converted, pulled), as ``lollms models`` lists them, each
+    with the name the Model box shows: the embedded default says which model it is."""
     try:
         from ..commands.models import local_text_models
 
-        return [m.id for m in local_text_models()]
+        return {
+            m.id: f"{m.id} ({m.path.stem}, embedded)" if m.source.endswith("wheel") else m.id
+            for m in local_text_models()
+        }
     except Exception:  # a broken cache must not keep the app from starting
         log.warning("could not list the local models", exc_info=True)
-        return []
+        return {}
 
 
 def _unique(names: list[str]) -> list[str]:

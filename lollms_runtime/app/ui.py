@@ -58,6 +58,9 @@ CSS = """
 body:not(.lollms-ready) .lollms-closed-at-load [data-testid="accordion-content"] {
   display: none !important;
 }
+/* Code in a sentence flows with it (Gradio draws it as an inline-flex box, which a long command
+   pushed onto a line of its own, cutting the sentence around it). */
+#chat .md :not(pre) > code { display: inline; overflow-wrap: anywhere; box-decoration-break: clone; }
 #painters { font-size: 0.85em; padding: 6px 10px; }
 #painters code { font-size: 0.95em; }
 .lollms-versions { font-size: 0.85em; opacity: 0.75; white-space: nowrap; }
@@ -339,7 +342,7 @@ def build_app(
                         ):
                             gr.Markdown(_broken_text(app.broken))
                 model = gr.Dropdown(
-                    app.models,
+                    [(app.model_labels[m], m) for m in app.models],
                     value=runtime.model,
                     label="Model (this tab and discussion)",
                     allow_custom_value=app.any_model,
