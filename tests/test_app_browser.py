@@ -277,6 +277,20 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     for step in ("generate ·", "post_process ·", "condition ·", "=> else", "lollms-trace"):
         assert step not in copied, copied
     assert copied.strip()[:40] in chat.inner_text(), copied
+    # The whole conversation too: each message once, without the steps' texts.
+    page.evaluate("navigator.clipboard.writeText('')")
+    page.get_by_role("button", name="Copy conversation").click()
+    whole, deadline = "", time.monotonic() + 10
+    while not whole.strip() and time.monotonic() < deadline:
+        whole = page.evaluate("navigator.clipboard.readText()")
+        time.sleep(0.1)
+    assert whole.startswith("assistant: ") and "lollms-" not in whole and "◀" not in whole, whole
+    paragraphs = whole.split("\n\n")
+    users = [p for p in paragraphs if p.startswith("user: ")]
+    assert users == ["user: Imagine something cool.", "user: Add some street art to the scene."]
+    # Each answer is its text (and picture), not its steps' outputs: a step shows in code.
+    assert "```" not in whole and "step(s) inside" not in whole, whole
+    assert copied.strip() in whole, whole
     _shot(page, "3c-continued.png")
 
     # Restart the server: the discussion is in the sidebar and opens again.

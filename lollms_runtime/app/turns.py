@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 
 ChatDict = dict[str, Any]
 
-# Closes an answer's trace in its bubble (an empty span: nothing shows). The chat copies a bubble
-# whole, trace steps included; the page's script (``ui.PAGE_JS``) copies what follows this mark.
+# Open and close an answer's trace in its bubble (empty spans: nothing shows). The chat copies a
+# bubble, and the whole conversation, with the trace steps' texts; the page's script
+# (``ui.PAGE_JS``) copies what follows the end mark, and leaves out what lies between the two.
+TRACE_START = '<span class="lollms-trace-start"></span>'
 TRACE_END = '<span class="lollms-trace-end"></span>'
 
 
@@ -63,8 +65,16 @@ class AnswerView:
         if self.status != Status.RUNNING:
             self.trace.stop(self.status)
         out = self.trace.messages(self.key, show_all)
-        if out:  # the last step is the last one the chat's copy writes out (steps come first)
-            out[-1] = {**out[-1], "content": f"{out[-1].get('content') or ''}{TRACE_END}"}
+        if out:  # the steps come first: the trace is all from the first step to the last
+            out[0] = {**out[0], "content": f"{TRACE_START}{out[0].get('content') or ''}"}
+            # The last step, and the last one outside a group: the conversation's copy leaves
+            # out the steps inside groups, a message's copy does not.
+            last_outside = max(
+                (i for i, m in enumerate(out) if "parent_id" not in (m.get("metadata") or {})),
+                default=len(out) - 1,
+            )
+            for i in {last_outside, len(out) - 1}:
+                out[i] = {**out[i], "content": f"{out[i].get('content') or ''}{TRACE_END}"}
         text = self.text
         notice = self.trace.painting_notice()
         if notice and self.status != Status.RUNNING:

@@ -102,13 +102,17 @@ PAGE_JS = r"""() => {
   // Copying a message copies its text: the chat copies a bubble whole, trace steps and counter's
   // markup included. A message's Copy copies what follows its trace (turns.TRACE_END).
   const counter = /\n*<span class="lollms-versions[\s\S]*?<\/span>/g;
+  const start = '<span class="lollms-trace-start"></span>';
   const end = '<span class="lollms-trace-end"></span>';
+  // The whole conversation is copied as "assistant: STEP" paragraphs, the trace among them.
+  const traces = /(?:assistant: )?<span class="lollms-trace-start"><\/span>[\s\S]*?<span class="lollms-trace-end"><\/span>(?:\n\n)?/g;
   let message = false;  // the Copy pressed is a message's (not the whole conversation's)
   const strip = (text) => {
     let out = String(text).replace(counter, '');
     if (message && out.includes(end)) { out = out.slice(out.lastIndexOf(end) + end.length); }
     message = false;
-    return out.split(end).join('').replace(/^\s*\n/, '');
+    out = out.replace(traces, '');
+    return out.split(end).join('').split(start).join('').replace(/^\s*\n/, '');
   };
   document.addEventListener('click', (event) => {
     message = Boolean(event.target.closest &&
@@ -121,7 +125,7 @@ PAGE_JS = r"""() => {
   }
   document.addEventListener('copy', (event) => {  // the fallback where there is no clipboard API
     const text = String(document.getSelection() || '');
-    if (/lollms-(versions|trace-end)/.test(text) && event.clipboardData) {
+    if (/lollms-(versions|trace-start|trace-end)/.test(text) && event.clipboardData) {
       event.clipboardData.setData('text/plain', strip(text));
       event.preventDefault();
     }
