@@ -202,11 +202,11 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     assert page.evaluate(PLACEHOLDER_FITS)
     _shot(page, "1-chosen.png")
 
-    # Send the example prompt; the box empties at once, the answer streams and the trace shows
-    # each step.
-    page.locator("#prompt textarea").fill("Imagine something cool.")
-    page.get_by_role("button", name="Send").click()
-    expect(page.locator("#prompt textarea")).to_have_value("", timeout=5_000)
+    # Click the example: it is sent (as in Open WebUI); the box stays empty, the answer streams
+    # and the trace shows each step.
+    page.locator("#examples").get_by_text("Imagine something cool.", exact=True).click()
+    expect(chat.locator(".user-row")).to_contain_text("Imagine something cool.", timeout=5_000)
+    expect(page.locator("#prompt textarea")).to_have_value("")
     # While the generate step runs, the chat keeps changing as tokens arrive.
     during: set[str] = set()
     deadline = time.monotonic() + 180
@@ -233,7 +233,9 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
 
     # Turn painting off: the next answer's trace takes the condition's else branch.
     page.get_by_label("Paint the description").uncheck()
-    _send(page, "Add some street art to the scene.")
+    page.locator("#prompt textarea").fill("Add some street art to the scene.")
+    page.get_by_role("button", name="Send").click()  # the button, where _send presses Enter
+    expect(page.locator("#prompt textarea")).to_have_value("", timeout=5_000)
     expect(chat).to_contain_text("=> else", timeout=120_000)
     _settled(chat)
     # The painting step is nested under the first answer's condition.

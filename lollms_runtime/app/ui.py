@@ -319,6 +319,7 @@ def build_app(
                     components=[prompt],
                     samples=[[e] for e in first.examples],
                     label="Examples",
+                    elem_id="examples",
                 )
                 disclaimer = gr.Markdown(_disclaimer(first))
             with gr.Column(scale=2, min_width=300, elem_id="side-column"):
@@ -447,23 +448,23 @@ def build_app(
             control.change(h.save_settings, [chosen, *setting_controls], None).then(
                 h.painters, [chosen, *setting_controls], painters, show_progress="hidden"
             )
-        examples.click(lambda sample: sample[0], examples, prompt)
         model.input(h.pick_model, model, model)
         show_all.change(h.redraw, [chosen, discussion, show_all], [chatbot, shown_ids])
 
-        # Sending: the box empties at once, the message goes from ``pending``.
-        sent = gr.on(
-            [send_button.click, prompt.submit],
-            take_message,
-            [prompt, attached],
-            [prompt, pending, pending_files, attached, attached_md],
-        ).then(h.send, [pending, pending_files, *turn_inputs], turn_outputs)
+        # Sending: the box empties at once, the message goes from ``pending``. An example is
+        # sent when clicked (as in Open WebUI and Gradio's ChatInterface).
+        taken = [prompt, pending, pending_files, attached, attached_md]
+        sent = gr.on([send_button.click, prompt.submit], take_message, [prompt, attached], taken)
+        example = examples.click(
+            lambda s, files: take_message(s[0], files), [examples, attached], taken
+        )
+        for event in (sent, example):
+            after(event.then(h.send, [pending, pending_files, *turn_inputs], turn_outputs))
         attach_button.upload(
             add_files,
             [attach_button, attached],
             [attached, attached_md],
         )
-        after(sent)
         after(chatbot.retry(h.regenerate, turn_inputs, turn_outputs))
         after(
             chatbot.undo(
