@@ -286,8 +286,10 @@ def test_chat_setting_and_restart(server: Server, browser: object) -> None:
     while not whole.strip() and time.monotonic() < deadline:
         whole = page.evaluate("navigator.clipboard.readText()")
         time.sleep(0.1)
-    assert whole.startswith("assistant: ") and "lollms-" not in whole and "◀" not in whole, whole
+    assert whole.startswith("assistant: ") and "◀" not in whole, whole
+    assert "lollms-trace" not in whole and "lollms-version" not in whole, whole
     paragraphs = whole.split("\n\n")
+    assert all(p.strip() not in ("assistant:", "user:") for p in paragraphs), whole
     users = [p for p in paragraphs if p.startswith("user: ")]
     assert users == ["user: Imagine something cool.", "user: Add some street art to the scene."]
     # Each answer is its text (and picture), not its steps' outputs: a step shows in code.

@@ -111,8 +111,9 @@ PAGE_JS = r"""() => {
     let out = String(text).replace(counter, '');
     if (message && out.includes(end)) { out = out.slice(out.lastIndexOf(end) + end.length); }
     message = false;
-    out = out.replace(traces, '');
-    return out.split(end).join('').split(start).join('').replace(/^\s*\n/, '');
+    out = out.replace(traces, '').split(end).join('').split(start).join('');
+    // A message that held only the counter is left as an empty "assistant: " paragraph.
+    return out.replace(/(?:^|\n\n)(?:assistant|user): (?=\n\n|$)/g, '').replace(/^\s*\n/, '');
   };
   document.addEventListener('click', (event) => {
     message = Boolean(event.target.closest &&
