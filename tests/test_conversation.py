@@ -60,6 +60,14 @@ def _events(turn: Any) -> list[Any]:
     return list(turn)
 
 
+def _started(service: ConversationService, p: Any, message: str, **options: Any) -> str:
+    """Send ``message`` in a new discussion, let the turn run, and return the discussion's id."""
+    turn = service.send(p, message, **options)
+    _events(turn)
+    assert turn.discussion_id is not None
+    return str(turn.discussion_id)
+
+
 def test_send_saves_the_turn_with_its_steps(rig: Rig) -> None:
     service, text, store = rig
     text.enqueue("Hello there, friend.")
@@ -80,10 +88,7 @@ def test_regenerate_and_edit_keep_the_old_branch(rig: Rig) -> None:
     service, text, _store = rig
     p = _assistant(service)
     text.enqueue("First answer.", "Second answer.", "Edited answer.")
-    turn = service.send(p, "Say hello.")
-    _events(turn)
-    did = turn.discussion_id
-    assert did is not None
+    did = _started(service, p, "Say hello.")
     first = service.history(did)[1]
     _events(service.regenerate(p, did))
     second = service.history(did)[1]
@@ -217,10 +222,8 @@ def test_switching_versions(rig: Rig) -> None:
     service, text, _store = rig
     p = _assistant(service)
     text.enqueue("First answer.", "Second answer.")
-    turn = service.send(p, "Say hello.")
-    _events(turn)
-    did = turn.discussion_id
-    assert did is not None and service.versions(did) == {}
+    did = _started(service, p, "Say hello.")
+    assert service.versions(did) == {}
     _events(service.regenerate(p, did))
     assert service.versions(did)["assistant"].label == "2/2"
     service.switch(did, "assistant", -1)
@@ -235,10 +238,7 @@ def test_undo_takes_back_the_last_exchange(rig: Rig) -> None:
     service, text, _store = rig
     p = _assistant(service)
     text.enqueue("One.", "Two.", "Two again.", "Three.")
-    turn = service.send(p, "first")
-    _events(turn)
-    did = turn.discussion_id
-    assert did is not None
+    did = _started(service, p, "first")
     _events(service.send(p, "second", discussion_id=did))
     _events(service.regenerate(p, did))  # the second answer has two versions
     assert service.undo(did) == "second"  # the box gets it back
@@ -257,10 +257,7 @@ def test_undo_of_an_edited_message_shows_its_other_version(rig: Rig) -> None:
     service, text, _store = rig
     p = _assistant(service)
     text.enqueue("Hi.", "Hello to you.")
-    turn = service.send(p, "Hello")
-    _events(turn)
-    did = turn.discussion_id
-    assert did is not None
+    did = _started(service, p, "Hello")
     first = service.history(did)[0]
     _events(service.edit(p, did, first.id, "Hello there"))
     assert service.versions(did)["user"].label == "2/2"
@@ -273,10 +270,7 @@ def test_undo_waits_for_a_running_answer(rig: Rig) -> None:
     service, text, store = rig
     p = _assistant(service)
     text.enqueue("Done.")
-    turn = service.send(p, "hello")
-    _events(turn)
-    did = turn.discussion_id
-    assert did is not None
+    did = _started(service, p, "hello")
     store.begin_answer(did)  # another writer is still answering
     with pytest.raises(LollmsError, match="still being written: stop it first"):
         service.undo(did)
