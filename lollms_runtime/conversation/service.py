@@ -202,9 +202,7 @@ class ConversationService:
         images: list[Path] = []
         audio: list[Path] = []
         for artifact in self.store.artifacts(message_id):
-            if artifact.kind not in ("image", "audio") or (
-                artifact.kind == "audio" and artifact.params.get("part") is not None
-            ):
+            if artifact.kind not in ("image", "audio") or artifact.part:
                 continue
             with suppress(StoreError):
                 path = self.store.resolve_artifact(artifact.path)

@@ -64,7 +64,7 @@ def render_markdown(
             lines.append(f"> **Error:** {message.error}")
             lines.append("")
         for artifact in artifacts.get(message.id, ()):
-            if artifact.params.get("part") is not None:
+            if artifact.part:
                 continue  # a piece of a whole file listed too (one spoken sentence of the speech)
             label = str(artifact.params.get("prompt") or artifact.kind).replace("\n", " ")
             label = label.replace("[", "(").replace("]", ")")

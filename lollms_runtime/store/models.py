@@ -91,3 +91,9 @@ class Artifact:
     mime: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+
+    @property
+    def part(self) -> bool:
+        """A piece of a whole file the answer also has (one spoken sentence): as recorded from
+        :attr:`lollms_runtime.events.ArtifactProduced.part`; the whole file is the one to show."""
+        return self.params.get("part") is not None
