@@ -17,7 +17,7 @@ from ..engine import Engine
 from ..errors import LollmsError
 from ..paths import PathRefused, confined
 from ..personality import Personality
-from ..runtime import Runtime
+from ..runtime import DEFAULT_MODEL, Runtime
 from ..store import Discussion, DiscussionStore
 from .painters import Readiness, painters_of
 from .trace import use_step_kinds
@@ -268,7 +268,7 @@ def _local() -> dict[str, str]:
         from ..commands.models import local_text_models
 
         return {
-            m.id: f"{m.id} ({m.path.stem}, embedded)" if m.source.endswith("wheel") else m.id
+            m.id: f"{m.id} ({m.path.stem}, embedded)" if m.id == DEFAULT_MODEL else m.id
             for m in local_text_models()
         }
     except Exception:  # a broken cache must not keep the app from starting
