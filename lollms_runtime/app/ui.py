@@ -3,6 +3,7 @@ picker, model, generated settings and sampling. The handlers live in :mod:`.hand
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +23,7 @@ from .handlers import (
     attached_note,
 )
 from .state import GROUPS, App
-from .turns import Chat
+from .turns import TRACE_END, TRACE_START, Chat
 
 # What a page remembers in the browser (localStorage) across reloads.
 REMEMBERED: dict[str, Any] = {
@@ -102,10 +103,11 @@ PAGE_JS = r"""() => {
   // Copying a message copies its text: the chat copies a bubble whole, trace steps and counter's
   // markup included. A message's Copy copies what follows its trace (turns.TRACE_END).
   const counter = /\n*<span class="lollms-versions[\s\S]*?<\/span>/g;
-  const start = '<span class="lollms-trace-start"></span>';
-  const end = '<span class="lollms-trace-end"></span>';
+  const start = @TRACE_START@, end = @TRACE_END@;  // turns.TRACE_START, TRACE_END
+  const literal = (text) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
   // The whole conversation is copied as "assistant: STEP" paragraphs, the trace among them.
-  const traces = /(?:assistant: )?<span class="lollms-trace-start"><\/span>[\s\S]*?<span class="lollms-trace-end"><\/span>(?:\n\n)?/g;
+  const traces = new RegExp(
+    `(?:assistant: )?${literal(start)}[\\s\\S]*?${literal(end)}(?:\\n\\n)?`, 'g');
   let message = false;  // the Copy pressed is a message's (not the whole conversation's)
   const strip = (text) => {
     let out = String(text).replace(counter, '');
@@ -164,7 +166,7 @@ PAGE_JS = r"""() => {
     const button = found && found.tagName !== 'BUTTON' ? found.querySelector('button') : found;
     if (button) { button.click(); }
   }, true);
-}"""
+}""".replace("@TRACE_START@", json.dumps(TRACE_START)).replace("@TRACE_END@", json.dumps(TRACE_END))
 # Panels shown closed whose values a page puts back when it loads (restore): built open, so drawn
 # with the page, and closed by PAGE_JS. Gradio draws a closed accordion's contents when first
 # opened; opened while the values came back, they showed the defaults.
